@@ -1,0 +1,208 @@
+"""The policy: a Hugging Face causal LM with a peft LoRA adapter.
+
+Three jobs in the LASeR step: `embed` prompts (the bandit's context, no grad), `sample` n responses
+per prompt in ONE batched `generate` call, and `pair_logps` (policy and reference log-probs of chosen
+and rejected responses in one concatenated forward each). The reference model is the same network
+with the adapter disabled, never a second copy; `refresh_reference` merges the adapter into the base
+weights and zeroes it, so the current policy becomes the next iteration's reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
+
+from laser.errors import LaserConfigError
+from laser.hf import load_causal_lm, load_tokenizer
+from laser.losses import sequence_logps
+
+ADAPTER = "default"
+
+
+@dataclass
+class Samples:
+    """n sampled responses per prompt, flattened prompt-major: item i answers prompt i // n."""
+
+    response_ids: list[list[int]]  # generated tokens, cut after the first EOS (EOS kept)
+    texts: list[str]  # decoded responses, special tokens removed
+    num_generated_tokens: int
+    num_truncated: int  # responses that hit max_new_tokens without an EOS
+
+
+class Policy(torch.nn.Module):
+    """A causal LM + LoRA adapter (hub id or local path).
+
+    Args:
+        model_name_or_path: hub id (e.g. meta-llama/Meta-Llama-3-8B) or a local folder.
+        tokenizer_name_or_path: defaults to the model's.
+        lora: peft LoraConfig fields (r, lora_alpha, lora_dropout, target_modules).
+        dtype: weights dtype: float32 on CPU; bfloat16 on GPUs (halves memory).
+        max_prompt_tokens: prompts are cut from the left to this many tokens.
+        max_new_tokens, temperature, top_p: sampling for training (paper: temperature 0.8).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        tokenizer_name_or_path: str | None = None,
+        lora: dict | None = None,
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        max_prompt_tokens: int = 512,
+        max_new_tokens: int = 256,
+        temperature: float = 0.8,
+        top_p: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise LaserConfigError(f"policy.temperature must be > 0, got {temperature}")
+        if max_new_tokens < 1:
+            raise LaserConfigError(f"policy.max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.model_name_or_path = model_name_or_path
+        self.tokenizer = load_tokenizer(tokenizer_name_or_path or model_name_or_path, trust_remote_code)
+        self.tokenizer.padding_side = "left"  # generation continues from the last prompt token
+        base = load_causal_lm(model_name_or_path, dtype, trust_remote_code, pad_token_id=self.tokenizer.pad_token_id)
+        lora = dict(lora or {})
+        lora.setdefault("r", 16)
+        lora.setdefault("lora_alpha", 32)
+        lora.setdefault("lora_dropout", 0.1)
+        lora.setdefault("target_modules", ["q_proj", "v_proj"])
+        self.model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora))
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        # LoRA weights merged at each reference refresh, replayed on resume (a few MB each, not the base).
+        self.merged_adapters: list[dict[str, torch.Tensor]] = []
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---- prompts ---------------------------------------------------------------------------------
+
+    def encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise prompts once per step (left padded, cut from the left to max_prompt_tokens)."""
+        self.tokenizer.truncation_side = "left"
+        enc = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, truncation=True,
+            max_length=self.max_prompt_tokens, add_special_tokens=True,
+        )
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    @torch.no_grad()
+    def embed(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-prompt context vectors [B, hidden]: the last layer's hidden state at the last prompt
+        token (left padding puts it at position -1), under the current policy, no grad."""
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model(**enc, output_hidden_states=True)
+        self.model.train(was_training)
+        return out.hidden_states[-1][:, -1, :].float()
+
+    # ---- sampling --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, enc: dict[str, torch.Tensor], n: int, greedy: bool = False) -> Samples:
+        """n responses per prompt from ONE batched generate call (num_return_sequences=n)."""
+        was_training = self.model.training
+        self.model.eval()  # no LoRA dropout while sampling
+        kwargs = {"do_sample": False} if greedy else {
+            "do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
+        }
+        out = self.model.generate(
+            **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=n,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kwargs,
+        )
+        self.model.train(was_training)
+        generated = out[:, enc["input_ids"].shape[1]:].tolist()
+        eos = self.tokenizer.eos_token_id
+        response_ids, truncated = [], 0
+        for tokens in generated:
+            if eos in tokens:
+                tokens = tokens[: tokens.index(eos) + 1]
+            else:
+                truncated += 1
+            response_ids.append(tokens)
+        texts = self.tokenizer.batch_decode(response_ids, skip_special_tokens=True)
+        return Samples(response_ids, texts, sum(len(r) for r in response_ids), truncated)
+
+    # ---- log-probs -------------------------------------------------------------------------------
+
+    def _batch(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Right-padded prompt+response ids with a mask over the response tokens."""
+        rows = [p + r for p, r in zip(prompt_ids, response_ids, strict=True)]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        response_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+            ids[i, : len(p) + len(r)] = torch.tensor(p + r)
+            attention[i, : len(p) + len(r)] = 1
+            response_mask[i, len(p): len(p) + len(r)] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": attention.to(self.device),
+                "response_mask": response_mask.to(self.device)}
+
+    def response_logps(
+        self, prompt_ids: list[list[int]], response_ids: list[list[int]], reference: bool = False
+    ) -> torch.Tensor:
+        """Summed log-probs of each response given its prompt, [N]. `reference=True` disables the
+        adapter (the reference model) and runs without grad."""
+        batch = self._batch(prompt_ids, response_ids)
+        if reference:
+            with torch.no_grad(), self.model.disable_adapter():
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        else:
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return sequence_logps(logits.float(), batch["input_ids"], batch["response_mask"])
+
+    def unpadded_prompt_ids(self, enc: dict[str, torch.Tensor]) -> list[list[int]]:
+        """The prompt token ids without left padding, one list per prompt."""
+        return [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+
+    # ---- reference refresh and checkpoint state --------------------------------------------------
+
+    def lora_layers(self) -> list[tuple[str, LoraLayer]]:
+        return [(name, m) for name, m in self.model.named_modules() if isinstance(m, LoraLayer)]
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable LoRA weights (CPU copies)."""
+        return {k: v.detach().cpu().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        missing = [k for k in state if k not in params]
+        if missing:
+            raise LaserConfigError(f"checkpoint adapter does not match the policy: unknown keys {missing[:3]}")
+        with torch.no_grad():
+            for key, value in state.items():
+                params[key].copy_(value.to(params[key].device, params[key].dtype))
+
+    @torch.no_grad()
+    def refresh_reference(self) -> None:
+        """Make the current policy the reference: add each LoRA delta (B @ A * scale) to its base
+        weight, then zero B, so adapter-disabled == adapter-enabled == the policy so far."""
+        self.merged_adapters.append(self.adapter_state_dict())
+        self._merge_and_zero()
+
+    @torch.no_grad()
+    def _merge_and_zero(self) -> None:
+        for _, layer in self.lora_layers():
+            if ADAPTER not in layer.lora_A:
+                continue
+            base = layer.get_base_layer()
+            base.weight += layer.get_delta_weight(ADAPTER).to(base.weight.dtype)
+            layer.lora_B[ADAPTER].weight.zero_()
+
+    @torch.no_grad()
+    def replay_merges(self, merged_adapters: list[dict[str, torch.Tensor]]) -> None:
+        """Rebuild the refreshed base weights from a checkpoint's merge history (same ops, same order,
+        so the result is bitwise identical on the same device)."""
+        for state in merged_adapters:
+            self.load_adapter_state_dict(state)
+            self._merge_and_zero()
+        self.merged_adapters = [dict(s) for s in merged_adapters]

@@ -1,0 +1,42 @@
+"""What every reward model (RM) provides: a batch of (prompt, response) pairs in, one score each out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from laser.tasks.base import Example, Task
+
+
+@dataclass
+class ScoringBatch:
+    """Responses to score, flattened: item i is `responses[i]` answering `prompts[i]` for `examples[i]`.
+
+    `task` lets programmatic RMs grade answers (the verifier) and category-aware RMs look up categories.
+    """
+
+    prompts: list[str]
+    responses: list[str]
+    examples: list[Example]
+    task: Task | None = None
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+
+class RewardModel(ABC):
+    """A scorer of responses. Higher is better. Heavy weights load lazily on the first `score` call."""
+
+    def __init__(self, name: str = "") -> None:
+        # Usually left empty: `RewardModelPool` names each RM after its config key.
+        self.name = name
+
+    @abstractmethod
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        """One float score per response, shape [len(batch)], on the CPU."""
+
+    def to(self, device: str | torch.device) -> RewardModel:  # noqa: B027 - optional hook
+        """Move weights to a device (no-op for RMs without weights)."""
+        return self

@@ -1,0 +1,144 @@
+"""A chat LM as an RM: the score is the log-likelihood of the response given the prompt.
+
+This is the RM definition of the LASeR authors' code for the reasoning pool (zephyr-7b-alpha,
+Qwen1.5-7B-Chat, Eurus-7b-kto, OLMo-7B-Instruct): an LM that finds a response likely rates it well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from laser.hf import chat_text, load_model, load_tokenizer, resolve_dtype
+from laser.rewards.base import RewardModel, ScoringBatch
+
+
+class LikelihoodRM(RewardModel):
+    """Scores a response by its (mean, when `normalise_by_length`) per-token log-probability under a
+    causal LM, given the prompt. The prompt's tokens are masked out: only the response is scored.
+
+    Loads lazily on the first `score` call. Arguments as for `ClassifierRM`; sequences longer than
+    `max_length` lose tokens from the left, so the response is kept. Length normalisation stops
+    the score from simply preferring short responses (a sum of log-probs falls with every token).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        tokenizer_name_or_path: str | None = None,
+        batch_size: int = 4,
+        max_length: int = 1024,
+        device: str = "cpu",
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        use_chat_template: bool = True,
+        normalise_by_length: bool = True,
+    ) -> None:
+        super().__init__()
+        resolve_dtype(dtype)  # fail on a typo now, not after the first bandit pick
+        self.model_name_or_path = str(model_name_or_path)
+        self.tokenizer_name_or_path = str(tokenizer_name_or_path or model_name_or_path)
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.device = str(device)
+        self.dtype = str(dtype)
+        self.trust_remote_code = bool(trust_remote_code)
+        self.use_chat_template = bool(use_chat_template)
+        self.normalise_by_length = bool(normalise_by_length)
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    def load(self) -> None:
+        """Load the tokenizer and model now (otherwise the first `score` call does it)."""
+        if self.model is not None:
+            return
+        from transformers import AutoModelForCausalLM
+
+        self.tokenizer = load_tokenizer(self.tokenizer_name_or_path, self.trust_remote_code)
+        self.model = load_model(
+            AutoModelForCausalLM,
+            self.model_name_or_path,
+            self.dtype,
+            self.device,
+            self.tokenizer.pad_token_id,
+            self.trust_remote_code,
+        )
+
+    def to(self, device: str | torch.device) -> LikelihoodRM:
+        """Move the model if loaded; otherwise load it there later."""
+        self.device = str(device)
+        if self.model is not None:
+            self.model.to(device)
+        return self
+
+    def encode(self, prompt: str, response: str) -> tuple[list[int], int]:
+        """Token ids of prompt + response, and how many leading ids belong to the prompt."""
+        prefix = chat_text(self.tokenizer, prompt, None, self.use_chat_template)
+        if prefix is None:
+            ids, n_prompt = split_prompt_tokens(self.tokenizer, prompt, response, add_special_tokens=True)
+            # Plain text has no end-of-turn marker: score eos too, so the LM also judges where the
+            # response stops, and an empty response still has a token to score.
+            if self.tokenizer.eos_token_id is not None:
+                ids.append(self.tokenizer.eos_token_id)
+        else:
+            full = chat_text(self.tokenizer, prompt, response, True)
+            # The response part is everything the assistant turn adds (with its end-of-turn tokens);
+            # a template whose generation prompt is not a prefix of the full chat gets the raw response.
+            suffix = full[len(prefix) :] if full.startswith(prefix) else response
+            # A chat template writes BOS into the text itself.
+            ids, n_prompt = split_prompt_tokens(self.tokenizer, prefix, suffix, add_special_tokens=False)
+        overflow = len(ids) - self.max_length
+        if overflow > 0:  # drop from the left: the response is what we score
+            ids, n_prompt = ids[overflow:], max(n_prompt - overflow, 0)
+        return ids, n_prompt
+
+    @torch.no_grad()
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        """Mean (or summed) log-prob of each response's tokens, float32 on the CPU."""
+        self.load()
+        encoded = [self.encode(p, r) for p, r in zip(batch.prompts, batch.responses, strict=True)]
+        scores = [
+            self._score_chunk(encoded[i : i + self.batch_size])
+            for i in range(0, len(encoded), self.batch_size)
+        ]
+        return torch.cat(scores) if scores else torch.zeros(0)
+
+    def _score_chunk(self, encoded: list[tuple[list[int], int]]) -> torch.Tensor:
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        scored = torch.zeros((len(encoded), width), dtype=torch.bool)  # response tokens only
+        for row, (ids, n_prompt) in enumerate(encoded):  # right padding
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention[row, : len(ids)] = 1
+            scored[row, n_prompt : len(ids)] = True
+        device = self.model.device
+        logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+        # Token t is predicted by the logits at t - 1, so the first token is never scored.
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
+        token_logprobs = logprobs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+        mask = scored[:, 1:]
+        total = (token_logprobs * mask).sum(-1)
+        if not self.normalise_by_length:
+            return total
+        # clamp: a response with no tokens at all (empty, without eos) scores 0 rather than NaN.
+        return total / mask.sum(-1).clamp(min=1)
+
+
+def split_prompt_tokens(
+    tokenizer: Any, prefix: str, suffix: str, add_special_tokens: bool
+) -> tuple[list[int], int]:
+    """Token ids of `prefix + suffix` and the number of leading ids that encode `prefix`.
+
+    The suffix is kept as tokenised in context when the tokens of the whole start with the tokens
+    of `prefix`. When a token spans the boundary (BPE merged the prompt's last characters with the
+    response's first), the two parts are tokenised apart and joined, so the ids after the prompt
+    are still exactly the suffix's.
+    """
+    prefix_ids = list(tokenizer(prefix, add_special_tokens=add_special_tokens)["input_ids"])
+    full_ids = list(tokenizer(prefix + suffix, add_special_tokens=add_special_tokens)["input_ids"])
+    if full_ids[: len(prefix_ids)] == prefix_ids:
+        return full_ids, len(prefix_ids)
+    suffix_ids = list(tokenizer(suffix, add_special_tokens=False)["input_ids"])
+    return prefix_ids + suffix_ids, len(prefix_ids)

@@ -1,0 +1,162 @@
+"""Arithmetic: the embedded task, generated from a seed, so the whole pipeline runs with no files."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+
+from laser.errors import LaserConfigError
+from laser.tasks.base import Example, Task
+
+CATEGORIES = ("addition", "comparison")
+
+# The first integer / first yes-no word: a tiny policy's answer comes first, and whatever it
+# babbles afterwards (often more digits) must not count.
+_FIRST_INTEGER_RE = re.compile(r"(?<![\w.])-?\d+|\d+")
+_FIRST_YES_NO_RE = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
+_FIRST_ANSWER_RE = re.compile(rf"{_FIRST_INTEGER_RE.pattern}|{_FIRST_YES_NO_RE.pattern}", re.IGNORECASE)
+_YES_NO_MAP = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+
+
+class Arithmetic(Task):
+    """Two-digit addition ("What is 23 + 19?" -> "42") and comparison ("Is 37 larger than 52?" -> "no").
+
+    Why it exists: a task small enough that a ~1M-parameter policy trained from scratch learns the
+    format in about a minute on 2 CPU cores, yet with two categories on which different reward
+    models can be made reliable, so the bandit's choice of RM visibly changes what the policy
+    learns. Examples are generated from `seed` (no files), balanced between categories, and no
+    question appears in both train and test.
+    """
+
+    name = "arithmetic"
+    categories: tuple[str, ...] = CATEGORIES
+    prompt_template = "Q: {question}\nA:"  # short on purpose: the tiny policy must learn it fast
+
+    def __init__(
+        self,
+        num_train: int = 2000,
+        num_test: int = 200,
+        seed: int = 0,
+        max_operand: int = 50,
+        categories: tuple[str, ...] | list[str] = CATEGORIES,
+    ) -> None:
+        categories = tuple(categories)  # Hydra passes a ListConfig
+        unknown = [c for c in categories if c not in CATEGORIES]
+        if unknown or not categories or len(set(categories)) != len(categories):
+            raise LaserConfigError(
+                f"task.categories={list(categories)!r} must be distinct names from {list(CATEGORIES)}"
+            )
+        for key, value in (("num_train", num_train), ("num_test", num_test)):
+            if not isinstance(value, int) or value < 0:
+                raise LaserConfigError(f"task.{key}={value!r} must be a non-negative integer")
+        if not isinstance(max_operand, int) or max_operand < 1:
+            raise LaserConfigError(f"task.max_operand={max_operand!r} must be a positive integer")
+        self.num_train, self.num_test = num_train, num_test
+        self.seed, self.max_operand = seed, max_operand
+        self.categories = categories
+        self._train, self._test = self._generate()
+
+    def train_examples(self) -> list[Example]:
+        """`num_train` generated examples, categories balanced and shuffled together."""
+        return self._train
+
+    def test_examples(self) -> list[Example]:
+        """`num_test` generated examples, none of whose questions is in the training set."""
+        return self._test
+
+    def format_prompt(self, example: Example) -> str:
+        """The question as "Q: <question>\\nA:"; the policy's response (e.g. " 42") follows directly."""
+        return self.prompt_template.format(question=example.question)
+
+    def extract_answer(self, response: str) -> str | None:
+        """The first integer or yes/no word in the response, whichever comes first.
+
+        Works without knowing the category; `is_correct` uses the category to be stricter.
+        """
+        if not isinstance(response, str):
+            return None
+        match = _FIRST_ANSWER_RE.search(response)
+        if match is None:
+            return None
+        token = match.group(0).lower()
+        return _YES_NO_MAP.get(token, str(int(token)) if token.lstrip("-").isdigit() else None)
+
+    def is_correct(self, response: str, example: Example) -> bool:
+        """Grade with the extractor of the example's category: first integer for addition, first
+        yes/no word for comparison (so "no, 3" is a correct comparison answer)."""
+        if not isinstance(response, str):
+            return False
+        if example.category == "addition":
+            match = _FIRST_INTEGER_RE.search(response)
+            predicted = str(int(match.group(0))) if match else None
+        elif example.category == "comparison":
+            match = _FIRST_YES_NO_RE.search(response)
+            predicted = _YES_NO_MAP[match.group(1).lower()] if match else None
+        else:
+            predicted = self.extract_answer(response)
+        return predicted is not None and predicted == example.answer
+
+    # ----- generation --------------------------------------------------------------------------
+
+    def _generate(self) -> tuple[list[Example], list[Example]]:
+        rng = random.Random(self.seed)
+        train_counts = _split_evenly(self.num_train, len(self.categories))
+        test_counts = _split_evenly(self.num_test, len(self.categories))
+        train: list[Example] = []
+        test: list[Example] = []
+        for category, n_train, n_test in zip(self.categories, train_counts, test_counts, strict=True):
+            pool = self._pool_size(category)
+            if n_train + n_test > pool:
+                raise LaserConfigError(
+                    f"task.num_train + task.num_test needs {n_train + n_test} distinct {category} questions "
+                    f"but task.max_operand={self.max_operand} allows only {pool}; raise task.max_operand"
+                )
+            # Sampling distinct pool indices, then cutting the list, is what makes the splits disjoint.
+            indices = rng.sample(range(pool), n_train + n_test)
+            examples = [self._make(category, index, position) for position, index in enumerate(indices)]
+            train += examples[:n_train]
+            test += examples[n_train:]
+        rng.shuffle(train)  # mix categories so any prefix or batch sees both
+        rng.shuffle(test)
+        return train, test
+
+    def _pool_size(self, category: str) -> int:
+        size = self.max_operand + 1  # operands are 0..max_operand
+        # Addition uses ordered pairs (3 + 5 and 5 + 3 are different questions); comparison uses
+        # unordered pairs of distinct numbers, each asked one way round.
+        return size * size if category == "addition" else size * (size - 1) // 2
+
+    def _make(self, category: str, index: int, position: int) -> Example:
+        size = self.max_operand + 1
+        if category == "addition":
+            a, b = divmod(index, size)
+            answer = str(a + b)
+            question = f"What is {a} + {b}?"
+        else:
+            small, large = _unordered_pair(index)
+            # Alternating the orientation makes yes and no equally common, so "always no" scores 50%.
+            a, b = (large, small) if position % 2 == 0 else (small, large)
+            answer = "yes" if a > b else "no"
+            question = f"Is {a} larger than {b}?"
+        return Example(
+            uid=f"{category}-{a}-{b}",
+            question=question,
+            answer=answer,
+            target=f" {answer}",
+            category=category,
+            meta={"a": a, "b": b},
+        )
+
+
+def _split_evenly(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` counts differing by at most one (earlier parts get the extra)."""
+    base, extra = divmod(total, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+def _unordered_pair(index: int) -> tuple[int, int]:
+    """The index-th pair (x, y) with 0 <= x < y, enumerated as (0,1), (0,2), (1,2), (0,3), ..."""
+    y = (1 + math.isqrt(1 + 8 * index)) // 2
+    x = index - y * (y - 1) // 2
+    return x, y

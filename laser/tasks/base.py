@@ -1,0 +1,65 @@
+"""What every task provides: examples with gold answers, a prompt format, answer checking."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt of a task.
+
+    `answer` is the gold final answer as a normalised string ("68", "yes", "B");
+    `target` is a full reference response used for supervised warm starts (may equal `answer`);
+    `category` groups examples for per-category analysis and batching ("" when the task has none).
+    """
+
+    uid: str
+    question: str
+    answer: str
+    target: str = ""
+    category: str = ""
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+class Task(ABC):
+    """A source of examples plus the rules to prompt and grade them.
+
+    Subclasses load `train_examples()` / `test_examples()` (hub id or local path) and implement
+    `extract_answer`; grading compares the extracted answer with `Example.answer`.
+    """
+
+    name: str = "task"
+    categories: tuple[str, ...] = ()
+
+    @abstractmethod
+    def train_examples(self) -> list[Example]:
+        """Examples used for preference training (and warm starts)."""
+
+    @abstractmethod
+    def test_examples(self) -> list[Example]:
+        """Held-out examples used for evaluation."""
+
+    @abstractmethod
+    def format_prompt(self, example: Example) -> str:
+        """The text the policy is given (the policy appends its response right after it)."""
+
+    @abstractmethod
+    def extract_answer(self, response: str) -> str | None:
+        """The final answer in a response, normalised like `Example.answer`; None if there is none."""
+
+    def is_correct(self, response: str, example: Example) -> bool:
+        """True when the response's extracted answer equals the gold answer."""
+        predicted = self.extract_answer(response)
+        return predicted is not None and predicted == example.answer
+
+    def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
+        """Task metrics for responses aligned with examples. Keys use the `test/` prefix:
+        `test/accuracy` always, plus `test/accuracy/<category>` when the task has categories."""
+        correct = [self.is_correct(r, e) for r, e in zip(responses, examples, strict=True)]
+        metrics = {"test/accuracy": sum(correct) / max(len(correct), 1)}
+        for category in sorted({e.category for e in examples if e.category}):
+            hits = [c for c, e in zip(correct, examples, strict=True) if e.category == category]
+            metrics[f"test/accuracy/{category}"] = sum(hits) / len(hits)
+        return metrics

@@ -1,0 +1,129 @@
+"""Answer extraction: small pure functions that pull a final answer out of free model text.
+
+Every function takes arbitrary text and returns a normalised string or None; none of them raises,
+because policy samples (especially early in training) can be any garbage at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A number as people write it: optional sign and "$", thousands separators only in groups of three
+# (so "1,2,3" is three numbers, not 123), optional decimals. The sign counts only when it does not
+# follow a word or digit, so "16-3-4" reads as 16, 3, 4 rather than 16, -3, -4.
+_NUMBER = r"(?:(?<![\w.])[-+])?\$?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+_NUMBER_RE = re.compile(_NUMBER)
+
+# lm-evaluation-harness's gsm8k strict-match is "#### (\-?[0-9\.\,]+)"; we also allow "$" and any
+# spacing after the marker, and hand the capture to `normalise_number` which rejects "..." etc.
+_STRICT_RE = re.compile(r"####\s*\$?\s*(-?[0-9.,]+)")
+
+_FINAL_LINE_RE = re.compile(
+    r"(?:final answer\s*(?:is\b)?\s*:?|the answer is\b\s*:?)[ \t*]*(?P<rest>[^\n]*)", re.IGNORECASE
+)
+_YES_NO_RE = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
+_YES_NO_MAP = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+
+
+def normalise_number(text: str) -> str | None:
+    """The canonical string form of a number, or None when `text` is not one number.
+
+    Strips "$", thousands commas, surrounding spaces, a trailing "." and zero decimals, so that a
+    model's "$1,234.00" and the gold "1234" compare equal as strings.
+
+    >>> normalise_number("1,234.00"), normalise_number("-3.50"), normalise_number("$18")
+    ('1234', '-3.5', '18')
+    >>> normalise_number("18."), normalise_number("007"), normalise_number(".5")
+    ('18', '7', '0.5')
+    >>> normalise_number("twelve") is None, normalise_number("1.2.3") is None
+    (True, True)
+    """
+    if not isinstance(text, str):
+        return None
+    cleaned = text.strip().replace("$", "").replace(",", "").rstrip(".").strip()
+    match = re.fullmatch(r"([-+]?)(\d*)(?:\.(\d+))?", cleaned)
+    if match is None or not (match.group(2) or match.group(3)):
+        return None
+    sign, whole, decimals = match.group(1), match.group(2) or "0", (match.group(3) or "").rstrip("0")
+    digits = str(int(whole)) + (f".{decimals}" if decimals else "")
+    # "-0" and "-0.0" are zero; keep the sign only on a non-zero value.
+    return "-" + digits if sign == "-" and digits.strip("0.") else digits
+
+
+def extract_strict_gsm8k(text: str) -> str | None:
+    """The number after the last "#### " (lm-evaluation-harness's strict-match), normalised.
+
+    >>> extract_strict_gsm8k("2 + 2 = 4, plus 14 is 18.\\n#### 18")
+    '18'
+    >>> extract_strict_gsm8k("#### 1,080") , extract_strict_gsm8k("The answer is 18") is None
+    ('1080', True)
+    """
+    if not isinstance(text, str):
+        return None
+    matches = _STRICT_RE.findall(text)
+    return normalise_number(matches[-1]) if matches else None
+
+
+def extract_last_number(text: str) -> str | None:
+    """The last number anywhere in the text, normalised (lm-evaluation-harness's flexible-extract).
+
+    >>> extract_last_number("She sells 9 eggs at $2, making $18 a day.")
+    '18'
+    >>> extract_last_number("16-3-4 = 9"), extract_last_number("It costs 1,200.50 dollars.")
+    ('9', '1200.5')
+    >>> extract_last_number("no digits here") is None
+    True
+    """
+    if not isinstance(text, str):
+        return None
+    for candidate in reversed(_NUMBER_RE.findall(text)):
+        number = normalise_number(candidate)
+        if number is not None:
+            return number
+    return None
+
+
+def extract_final_answer_line(text: str) -> str | None:
+    """What follows the last "Final answer:" / "The answer is" on its line, stripped; None if absent.
+
+    Case-insensitive; also accepts "The final answer is" and markdown bold ("**Final answer:** 7").
+    Trailing sentence punctuation is dropped so "The answer is 42." gives "42".
+
+    >>> extract_final_answer_line("Some reasoning.\\nFinal answer: No")
+    'No'
+    >>> extract_final_answer_line("so the answer is 3.5.")
+    '3.5'
+    >>> extract_final_answer_line("no marker here") is None
+    True
+    """
+    if not isinstance(text, str):
+        return None
+    matches = list(_FINAL_LINE_RE.finditer(text))
+    if not matches:
+        return None
+    rest = matches[-1].group("rest").strip().strip("*").strip().rstrip(".!").strip()
+    return rest or None
+
+
+def extract_yes_no(text: str) -> str | None:
+    """The answer "yes" or "no" from a response; True/False count as yes/no. None when neither appears.
+
+    A "Final answer:" line wins (its first yes/no word); otherwise the last yes/no word in the text,
+    since reasoning often mentions both before concluding.
+
+    >>> extract_yes_no("Final answer: No")
+    'no'
+    >>> extract_yes_no("Yes, at first it seems so... but no.")
+    'no'
+    >>> extract_yes_no("True"), extract_yes_no("nothing to see") is None
+    ('yes', True)
+    """
+    if not isinstance(text, str):
+        return None
+    final = extract_final_answer_line(text)
+    if final is not None:
+        match = _YES_NO_RE.search(final)
+        if match is not None:
+            return _YES_NO_MAP[match.group(1).lower()]
+    matches = _YES_NO_RE.findall(text)
+    return _YES_NO_MAP[matches[-1].lower()] if matches else None

@@ -1,0 +1,123 @@
+"""Models built locally, for tests and the embedded default run (no hub, no download).
+
+A byte-level BPE tokenizer trained on the task's own text (~1 s; digits stay single tokens so a small
+model can learn arithmetic), a small Llama built from a config, and an untrained sequence classifier
+(an uninformative RM for the embedded pool). Each is saved as an ordinary Hugging Face folder, so
+every code path that loads hub models loads these too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+
+import torch
+
+from laser.tasks.base import Task
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
+
+
+def build_tokenizer(texts: list[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on `texts` (any text stays encodable through bytes)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts or [""], trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        model_max_length=4096,
+    )
+
+
+def tiny_llama_config(vocab_size: int, hidden_size: int, num_layers: int, num_heads: int,
+                      max_position_embeddings: int = 1024, **extra):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, **extra,
+    )
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable hash of JSON-able parts: the cache key of a locally built model."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def task_texts(task: Task, limit: int = 5000) -> list[str]:
+    """Prompts and targets of the task's training examples (what the tokenizer must encode well)."""
+    examples = task.train_examples()[:limit]
+    return [task.format_prompt(e) + (e.target or e.answer) for e in examples]
+
+
+def build_tiny_causal_lm(
+    cache_dir: str, task: Task, vocab_size: int = 512, hidden_size: int = 64, num_layers: int = 2,
+    num_heads: int = 4, seed: int = 0,
+) -> str:
+    """Build (or reuse) a randomly initialised small Llama + task tokenizer; returns its folder."""
+    from transformers import LlamaForCausalLM
+
+    texts = task_texts(task)
+    key = fingerprint("causal", task.name, len(texts), texts[:50], vocab_size, hidden_size, num_layers,
+                      num_heads, seed)
+    folder = Path(cache_dir).expanduser() / "tiny" / f"{task.name}-causal-{key}"
+    if (folder / "config.json").exists():
+        return str(folder)
+    tokenizer = build_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_llama_config(len(tokenizer), hidden_size, num_layers, num_heads))
+    _save_atomically(folder, model, tokenizer)
+    return str(folder)
+
+
+def build_untrained_classifier(cache_dir: str, hidden_size: int = 32, num_layers: int = 1,
+                               seed: int = 0) -> str:
+    """Build (or reuse) a randomly initialised Llama sequence classifier with a bytes-only tokenizer:
+    a real HF reward model whose scores carry no information about answer quality."""
+    from transformers import LlamaForSequenceClassification
+
+    key = fingerprint("classifier", hidden_size, num_layers, seed)
+    folder = Path(cache_dir).expanduser() / "tiny" / f"untrained-classifier-{key}"
+    if (folder / "config.json").exists():
+        return str(folder)
+    tokenizer = build_tokenizer([], vocab_size=300)
+    torch.manual_seed(seed)
+    config = tiny_llama_config(len(tokenizer), hidden_size, num_layers, num_heads=4, num_labels=1)
+    _save_atomically(folder, LlamaForSequenceClassification(config), tokenizer)
+    return str(folder)
+
+
+def untrained_classifier_rm(cache_dir: str, seed: int = 0, batch_size: int = 64):
+    """The embedded pool's uninformative neural RM (see `build_untrained_classifier`)."""
+    from laser.rewards.classifier import ClassifierRM
+
+    path = build_untrained_classifier(cache_dir, seed=seed)
+    return ClassifierRM(path, batch_size=batch_size, max_length=256, use_chat_template=False)
+
+
+def _save_atomically(folder: Path, model, tokenizer) -> None:
+    """Write into a temp folder and rename, so a killed build never leaves a half-written cache."""
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")  # not torch RNG: keep runs reproducible
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process won the race: its folder is as good as ours
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""Supervised warm start ("SFT") of a policy on a task's training targets, cached on disk.
+
+LASeR starts from an SFT policy (the paper's SFT row). For the tiny locally built policy this is
+what makes it answer some, not all, questions right before preference training. The result is an
+ordinary model folder keyed by everything that shapes it, so the next run skips the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import torch
+
+from laser.hf import load_causal_lm, load_tokenizer
+from laser.tasks.base import Task
+from laser.tiny import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+def sft_batch(tokenizer, prompts: list[str], targets: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+target ids whose labels are -100 outside the target (loss on answers only)."""
+    rows, labels = [], []
+    for prompt, target in zip(prompts, targets, strict=True):
+        p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = (p + t)[-max_tokens:]
+        rows.append(ids)
+        labels.append(([-100] * len(p) + t)[-max_tokens:])
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
+    }
+
+
+def warm_start(
+    model_name_or_path: str, task: Task, cache_dir: str, steps: int = 300, lr: float = 3e-3,
+    batch_size: int = 32, max_tokens: int = 512, seed: int = 0, dtype: str = "float32",
+) -> str:
+    """Fine-tune all weights on (prompt, target) for `steps` steps; returns the cached folder."""
+    examples = task.train_examples()
+    key = fingerprint("sft", model_name_or_path, task.name, len(examples), examples[0].uid if examples else "",
+                      steps, lr, batch_size, max_tokens, seed)
+    folder = Path(cache_dir).expanduser() / "warm_start" / f"{task.name}-{key}"
+    if (folder / "config.json").exists():
+        log.info("warm start: reusing %s", folder)
+        return str(folder)
+    if not examples:
+        raise ValueError(f"task '{task.name}' has no training examples to warm-start on")
+    log.info("warm start: %d SFT steps on %s (cached afterwards in %s)", steps, task.name, folder)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(model_name_or_path)
+    model = load_causal_lm(model_name_or_path, dtype, pad_token_id=tokenizer.pad_token_id)
+    model.train()
+    # A private RNG: the warm start must not shift the run's global random stream (cached vs not).
+    rng = random.Random(seed)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
+    for step in range(steps):
+        chosen = [examples[rng.randrange(len(examples))] for _ in range(batch_size)]
+        batch = sft_batch(tokenizer, [task.format_prompt(e) for e in chosen],
+                          [e.target or e.answer for e in chosen], max_tokens)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        optimiser.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == steps - 1:
+            log.info("warm start step %d/%d loss %.3f", step + 1, steps, loss.item())
+    torch.random.set_rng_state(generator_state)
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("warm start: done in %.1fs", time.perf_counter() - started)
+    return str(folder)
