@@ -18,6 +18,7 @@ from peft.tuners.lora import LoraLayer
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
 from laser.losses import sequence_logps
+from laser.tasks.base import Task
 
 ADAPTER = "default"
 
@@ -114,9 +115,11 @@ class Policy(torch.nn.Module):
             "do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
         }
         out = self.model.generate(
-            **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=n,
+            **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=1 if greedy else n,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kwargs,
         )
+        if greedy and n > 1:  # n greedy copies are identical, and generate refuses to make them
+            out = out.repeat_interleave(n, dim=0)
         self.model.train(was_training)
         generated = out[:, enc["input_ids"].shape[1]:].tolist()
         eos = self.tokenizer.eos_token_id
@@ -206,3 +209,30 @@ class Policy(torch.nn.Module):
             self.load_adapter_state_dict(state)
             self._merge_and_zero()
         self.merged_adapters = [dict(s) for s in merged_adapters]
+
+
+def load_policy(
+    model_name_or_path: str | None = None,
+    task: Task | None = None,
+    tiny: dict | None = None,
+    warm_start: dict | None = None,
+    cache_dir: str = "~/.cache/laser",
+    **policy_kwargs,
+) -> Policy:
+    """The policy a config names: a hub id or local folder, or (with `tiny`) a small Llama built
+    locally for the task; then, if `warm_start.steps > 0`, a supervised warm start on the task's
+    train split, cached on disk so the next run skips it."""
+    from laser.tiny import build_tiny_causal_lm
+    from laser.warm_start import warm_start as run_warm_start
+
+    if tiny:
+        if task is None:
+            raise LaserConfigError("policy.tiny builds a model for a task, but no task was given")
+        model_name_or_path = build_tiny_causal_lm(cache_dir, task, **tiny)
+    if not model_name_or_path:
+        raise LaserConfigError("policy.model_name_or_path is empty: give a hub id or a local model folder")
+    if warm_start and warm_start.get("steps", 0) > 0:
+        if task is None:
+            raise LaserConfigError("policy.warm_start needs a task to train on")
+        model_name_or_path = run_warm_start(model_name_or_path, task, cache_dir, **warm_start)
+    return Policy(model_name_or_path, **policy_kwargs)

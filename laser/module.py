@@ -1,0 +1,278 @@
+"""The LASeR step as a LightningModule (manual optimisation, so the step reads top to bottom).
+
+    prompts -> context = policy.embed          (bandit context, no grad)
+            -> selection = selector.select     (one RM, or several for ensembles)
+            -> samples = policy.sample(n)      (one batched generate call)
+            -> scores = pool.score(selected)   (only the selected RMs run)
+            -> pairs = build_preference_pairs  (per prompt; ties skipped)
+            -> loss = DPO (+ nll_weight * NLL) (reference = the policy with its adapter disabled)
+            -> optimiser step
+            -> selector.update(normalise(-loss))
+
+An iteration is one Lightning epoch of `steps_per_iteration` steps; after it the test split is
+evaluated (validation loop), the reference is refreshed, and a checkpoint holds everything needed to
+continue exactly: adapter weights and merge history, optimiser, selector, normaliser, RM pool
+counters and RNG streams, records, and the global RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from laser.bandits.base import Selector
+from laser.bandits.normaliser import QuantileNormaliser
+from laser.errors import LaserConfigError
+from laser.losses import dpo_loss, nll_loss
+from laser.pairs import build_preference_pairs
+from laser.policy import Policy
+from laser.records import IterationTracker, rewind_selections, write_json_atomically
+from laser.rewards.base import ScoringBatch
+from laser.rewards.pool import RewardModelPool
+from laser.tasks.base import Example, Task
+
+log = logging.getLogger(__name__)
+
+
+class LaserModule(L.LightningModule):
+    """Preference training of `policy` with RMs chosen by `selector` from `rm_pool`.
+
+    Args:
+        num_samples: responses sampled per prompt (paper: 30); generation cost grows linearly.
+        pairs_per_prompt: preference pairs per prompt (paper: 10), top-scored vs lower-scored.
+        beta: DPO temperature; label_smoothing: conservative DPO for noisy labels.
+        nll_weight: weight of the NLL term on chosen responses (paper: 1 for reasoning, 0 for
+            instruction following).
+        lr, weight_decay, max_grad_norm: AdamW on the LoRA weights only.
+        refresh_reference: merge the adapter into the reference after every iteration (paper).
+        output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
+    """
+
+    def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
+                 normaliser: QuantileNormaliser, num_samples: int = 4, pairs_per_prompt: int = 1,
+                 beta: float = 0.1, label_smoothing: float = 0.0, nll_weight: float = 1.0, lr: float = 5e-6,
+                 weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
+                 output_dir: str | None = None) -> None:
+        super().__init__()
+        if num_samples < 2:
+            raise LaserConfigError(f"laser.num_samples={num_samples} must be >= 2 (pairs need two responses)")
+        if pairs_per_prompt < 1:
+            raise LaserConfigError(f"laser.pairs_per_prompt={pairs_per_prompt} must be >= 1")
+        if beta <= 0 or lr <= 0 or nll_weight < 0:
+            raise LaserConfigError(f"need beta > 0, lr > 0, nll_weight >= 0; got beta={beta}, lr={lr}, "
+                                   f"nll_weight={nll_weight}")
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
+        self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
+        self.normaliser = normaliser
+        self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
+        self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
+        self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
+        self.refresh_each_iteration = refresh_reference
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.tracker = IterationTracker()
+        self.last_eval: dict[str, float] = {}
+        self._eval_responses: list[str] = []
+        self._eval_examples: list[Example] = []
+        self._pending_rng: dict[str, Any] | None = None
+        self._iteration_started = time.perf_counter()
+        self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
+        self._session_started = time.perf_counter()
+
+    # ---- optimisation ----------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        return torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
+
+    def transfer_batch_to_device(self, batch: list[Example], device: torch.device, dataloader_idx: int):
+        return batch  # Examples are text; the policy tokenises onto its own device
+
+    # ---- the LASeR step ----------------------------------------------------------------------------
+
+    def training_step(self, batch: list[Example], batch_idx: int) -> None:
+        if self._pending_rng is not None:  # first step after a resume: continue the saved streams
+            _set_rng_state(self._pending_rng)
+            self._pending_rng = None
+        policy, n = self.policy, self.num_samples
+        prompts = [self.task.format_prompt(example) for example in batch]
+        encoded = policy.encode(prompts)
+
+        context = F.normalize(policy.embed(encoded).mean(0), dim=0).cpu()
+        selection = self.selector.select(context)
+        samples = policy.sample(encoded, n)
+        scoring = ScoringBatch(prompts=[p for p in prompts for _ in range(n)], responses=samples.texts,
+                               examples=[e for e in batch for _ in range(n)], task=self.task)
+        per_arm = self.rm_pool.score(selection.arms, scoring)
+        scores = self.selector.combine(per_arm).view(len(batch), n)
+        chosen_names = [self.rm_pool.names[a] for a in selection.arms]
+
+        if not torch.isfinite(scores).all():
+            log.warning("step %d: RM %s returned NaN/inf scores; step skipped", self.global_step, chosen_names)
+            return self._skip("nonfinite_scores", selection, chosen_names, batch, samples.num_generated_tokens)
+        responses = [[tuple(samples.response_ids[p * n + j]) for j in range(n)] for p in range(len(batch))]
+        pairs = build_preference_pairs(scores, self.pairs_per_prompt, responses=responses)
+        if not pairs:
+            return self._skip("no_pairs", selection, chosen_names, batch, samples.num_generated_tokens)
+
+        loss, metrics = self._preference_loss(policy.unpadded_prompt_ids(encoded), samples.response_ids, pairs, n)
+        optimiser = self.optimizers()
+        optimiser.zero_grad()
+        self.manual_backward(loss)
+        if self.max_grad_norm:
+            self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+        optimiser.step()
+
+        reward_raw = -float(self.all_gather(loss.detach()).mean())  # same reward on every rank
+        reward = self.normaliser(reward_raw)
+        self.selector.update(selection, context, reward)
+        self.tracker.on_step(chosen_names, float(loss.detach()), samples.num_generated_tokens)
+        self._record_selection(selection, chosen_names, batch, reward_raw, reward)
+        metrics.update({"train/loss": float(loss.detach()), "bandit/reward_raw": reward_raw,
+                        "bandit/reward": reward, "bandit/arm": float(selection.arms[0]),
+                        "train/pairs": float(len(pairs)), "train/truncated_responses": float(samples.num_truncated)})
+        if selection.propensity is not None:
+            metrics["bandit/propensity"] = selection.propensity
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(batch))
+        self.log("reward", reward, prog_bar=True, on_step=True, batch_size=len(batch))
+        self.log("rm", float(selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
+
+    def _preference_loss(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
+                         pairs: list[tuple[int, int, int]], n: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """DPO (+NLL) over all pairs; chosen and rejected go through one concatenated forward."""
+        pair_prompts = [prompt_ids[p] for p, _, _ in pairs]
+        chosen = [response_ids[p * n + c] for p, c, _ in pairs]
+        rejected = [response_ids[p * n + r] for p, _, r in pairs]
+        policy_logps = self.policy.response_logps(pair_prompts * 2, chosen + rejected)
+        reference_logps = self.policy.response_logps(pair_prompts * 2, chosen + rejected, reference=True)
+        count = len(pairs)
+        dpo = dpo_loss(policy_logps[:count], policy_logps[count:], reference_logps[:count],
+                       reference_logps[count:], beta=self.beta, label_smoothing=self.label_smoothing)
+        lengths = torch.tensor([len(c) for c in chosen], device=policy_logps.device)
+        nll = nll_loss(policy_logps[:count], lengths)
+        loss = dpo.losses.mean() + self.nll_weight * nll.mean()
+        margins = dpo.chosen_rewards - dpo.rejected_rewards
+        return loss, {  # TRL's metric names
+            "train/dpo_loss": float(dpo.losses.mean().detach()), "train/nll_loss": float(nll.mean().detach()),
+            "rewards/chosen": float(dpo.chosen_rewards.mean()), "rewards/rejected": float(dpo.rejected_rewards.mean()),
+            "rewards/margins": float(margins.mean()), "rewards/accuracies": float((margins > 0).float().mean()),
+            "logps/chosen": float(policy_logps[:count].detach().mean()),
+            "logps/rejected": float(policy_logps[count:].detach().mean()),
+        }
+
+    def _skip(self, reason: str, selection, chosen_names: list[str], batch: list[Example], tokens: int) -> None:
+        """A step without an update: counted, recorded, and the selector is not rewarded."""
+        self.tracker.skipped[reason] += 1
+        self.tracker.on_step(chosen_names, None, tokens)
+        self._record_selection(selection, chosen_names, batch, None, None, skipped=reason)
+        self.log(f"skipped/{reason}", float(self.tracker.skipped[reason]), on_step=True, batch_size=len(batch))
+
+    def _record_selection(self, selection, chosen_names, batch, reward_raw, reward, skipped: str | None = None):
+        if self.output_dir is None or not self.trainer.is_global_zero:
+            return
+        categories: dict[str, int] = {}
+        for example in batch:
+            if example.category:
+                categories[example.category] = categories.get(example.category, 0) + 1
+        line = {"step": self.tracker.steps - 1, "iteration": self.current_epoch + 1,
+                "arm": selection.arms[0] if len(selection.arms) == 1 else list(selection.arms),
+                "arm_name": chosen_names[0] if len(chosen_names) == 1 else chosen_names,
+                "reward_raw": reward_raw, "reward_normalised": reward, "categories": categories,
+                "propensity": selection.propensity}
+        if skipped:
+            line["skipped"] = skipped
+        with open(self.output_dir / "selections.jsonl", "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+
+    def validation_step(self, batch: list[Example], batch_idx: int) -> None:
+        encoded = self.policy.encode([self.task.format_prompt(example) for example in batch])
+        samples = self.policy.sample(encoded, 1, greedy=True)
+        self._eval_responses += samples.texts
+        self._eval_examples += batch
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_eval = self.task.evaluate(self._eval_responses, self._eval_examples)
+        self._eval_responses, self._eval_examples = [], []
+        self.log_dict(self.last_eval, on_epoch=True, batch_size=1)
+        if self.trainer.state.fn == "validate":  # the evaluation before training: iteration 0
+            self._close_iteration(0)
+
+    def on_train_epoch_start(self) -> None:
+        self._iteration_started = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        if self.refresh_each_iteration:
+            self.policy.refresh_reference()
+            optimiser = self.optimizers().optimizer
+            optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
+        self._close_iteration(self.current_epoch + 1)
+
+    def _close_iteration(self, iteration: int) -> None:
+        record = self.tracker.close(iteration, self.last_eval, self.rm_pool.call_counts(),
+                                    time.perf_counter() - self._iteration_started, self.rm_pool.names)
+        log.info("iteration %d: %s", iteration, {k: v for k, v in record.items() if k.startswith("test/")})
+        self._iteration_started = time.perf_counter()
+        if self.output_dir is not None and self.trainer.is_global_zero:
+            write_json_atomically(self.output_dir / "iterations.json", self.tracker.records)
+
+    def wall_seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._session_started
+
+    # ---- checkpoints ----------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {}  # the frozen base is rebuilt from its path + the merge history
+        checkpoint["laser"] = {
+            "adapter": self.policy.adapter_state_dict(),
+            "merged_adapters": self.policy.merged_adapters,
+            "selector": self.selector.state_dict(),
+            "normaliser": self.normaliser.state_dict(),
+            "rm_pool": self.rm_pool.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "last_eval": self.last_eval,
+            "wall_seconds": self.wall_seconds(),
+            "rng": _get_rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["laser"]
+        self.policy.replay_merges(state["merged_adapters"])
+        self.policy.load_adapter_state_dict(state["adapter"])
+        self.selector.load_state_dict(state["selector"])
+        self.normaliser.load_state_dict(state["normaliser"])
+        self.rm_pool.load_state_dict(state["rm_pool"])
+        self.tracker.load_state_dict(state["tracker"])
+        self.last_eval = state["last_eval"]
+        self.elapsed_before = state["wall_seconds"]
+        self._session_started = time.perf_counter()
+        self._pending_rng = state["rng"]
+        if self.output_dir is not None:
+            kept = rewind_selections(self.output_dir / "selections.jsonl", self.tracker.steps)
+            log.info("resumed after step %d (%d selections kept)", self.tracker.steps, kept)
+
+
+def _get_rng_state() -> dict[str, Any]:
+    state = {"torch": torch.random.get_rng_state(), "python": random.getstate(),
+             "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.random.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,116 @@
+"""What a run writes for later tools: `selections.jsonl` (one line per bandit decision) and
+`results.json` (the contract in the README). Both are written atomically or append-only, so a killed
+run leaves readable files, and a resumed run rewinds `selections.jsonl` to its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomically(path: Path, payload: Any) -> None:
+    """Write JSON to a temp file in the same folder and rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def rewind_selections(path: Path, keep_before_step: int) -> int:
+    """Drop lines of steps >= `keep_before_step` (they will be redone after a resume); returns kept."""
+    if not path.exists():
+        return 0
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] < keep_before_step:
+                kept.append(line)
+        except (ValueError, KeyError):  # a line cut short by a kill
+            continue
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
+    return len(kept)
+
+
+class IterationTracker:
+    """Accumulates one iteration's figures (losses, choices, tokens) and closes it into a record."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.selection_counts: Counter[str] = Counter()  # whole run
+        self.skipped: Counter[str] = Counter()  # steps skipped, by reason
+        self.steps = 0  # LASeR steps taken, skipped ones included
+        self._reset()
+
+    def _reset(self) -> None:
+        self.losses: list[float] = []
+        self.iteration_counts: Counter[str] = Counter()
+        self.generated_tokens = 0
+
+    def on_step(self, arm_names: list[str], loss: float | None, generated_tokens: int) -> None:
+        self.steps += 1
+        for name in arm_names:
+            self.iteration_counts[name] += 1
+            self.selection_counts[name] += 1
+        if loss is not None:
+            self.losses.append(loss)
+        self.generated_tokens += generated_tokens
+
+    def close(self, iteration: int, metrics: dict[str, float], rm_calls: dict[str, int],
+              wall_seconds: float, all_names: list[str]) -> dict[str, Any]:
+        """Record iteration `iteration` (0 = the evaluation before any training)."""
+        record = {
+            "iteration": iteration,
+            **metrics,
+            "train/loss": (sum(self.losses) / len(self.losses)) if self.losses else math.nan,
+            "rm_selection_counts": {name: self.iteration_counts.get(name, 0) for name in all_names},
+            "rm_calls": dict(rm_calls),
+            "generated_tokens": self.generated_tokens,
+            "wall_seconds": wall_seconds,
+        }
+        self.records.append(record)
+        self._reset()
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "selection_counts": dict(self.selection_counts),
+                "skipped": dict(self.skipped), "steps": self.steps, "losses": self.losses,
+                "iteration_counts": dict(self.iteration_counts), "generated_tokens": self.generated_tokens}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.records = list(state["records"])
+        self.selection_counts = Counter(state["selection_counts"])
+        self.skipped = Counter(state["skipped"])
+        self.steps = state["steps"]
+        self.losses = list(state["losses"])
+        self.iteration_counts = Counter(state["iteration_counts"])
+        self.generated_tokens = state["generated_tokens"]
+
+
+def results_payload(seed: int, wall_seconds: float, config: dict, tracker: IterationTracker,
+                    all_names: list[str], rm_calls: dict[str, int], complete: bool) -> dict[str, Any]:
+    """The `results.json` contract (see README): final metrics are the last iteration's."""
+    last = tracker.records[-1] if tracker.records else {}
+    final = {k: v for k, v in last.items() if k.startswith("test/")}
+    return {
+        "seed": seed,
+        "wall_seconds": wall_seconds,
+        "complete": complete,
+        "config": config,
+        "final": final,
+        "iterations": tracker.records,
+        "rm_selection_counts": {name: tracker.selection_counts.get(name, 0) for name in all_names},
+        "rm_calls": dict(rm_calls),
+        "skipped_steps": dict(tracker.skipped),
+    }

@@ -1,0 +1,148 @@
+"""Entry point: `python -m laser.run [overrides]` (see conf/config.yaml).
+
+Seed, build every component from the config, evaluate before training (iteration 0), fit for
+`laser.iterations` iterations, write `results.json`, finish the logger. With `resume=<run folder>`
+the run continues from its last checkpoint, with the config it started with.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from laser.errors import LaserConfigError
+
+log = logging.getLogger("laser")
+CONFIG_FILE = "config.yaml"  # the resolved config, saved in every run folder
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def _run_dir(resume: str | None) -> str:
+    if resume:
+        return str(resume)
+    return "outputs/runs/" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _hydra_subdir(resume: str | None) -> str:
+    if resume:
+        return ".hydra-resume/" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return ".hydra"
+
+
+# use_cache: the folder name is computed once per process, however often Hydra resolves it.
+OmegaConf.register_new_resolver("laser_run_dir", _run_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("laser_hydra_subdir", _hydra_subdir, use_cache=True, replace=True)
+
+
+def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
+    """The config to run with: on resume, the one the run started with; else `cfg`, after checking
+    that the folder holds no earlier run (never overwrite outputs)."""
+    if cfg.get("resume"):
+        saved = Path(cfg.resume) / CONFIG_FILE
+        if not saved.exists() or not (Path(cfg.resume) / CHECKPOINT).exists():
+            raise LaserConfigError(f"resume={cfg.resume}: expected a run folder with {CONFIG_FILE} and {CHECKPOINT}")
+        resumed = OmegaConf.load(saved)
+        resumed.resume = str(cfg.resume)
+        return resumed
+    if (output_dir / "results.json").exists() or (output_dir / CHECKPOINT).exists():
+        raise LaserConfigError(f"output folder {output_dir} already holds a run; refusing to overwrite it "
+                               f"(continue it with resume={output_dir})")
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(resolved, output_dir / CONFIG_FILE)
+    return resolved
+
+
+def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """Instantiate task, policy, RM pool, selector, normaliser, data and the LASeR module."""
+    from hydra.utils import instantiate
+
+    from laser.module import LaserModule
+
+    task = instantiate(cfg.task)
+    policy = instantiate(cfg.policy, task=task, _convert_="all")
+    rm_pool = instantiate(cfg.rm_pool, _convert_="all")
+    selector = instantiate(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names)
+    normaliser = instantiate(cfg.reward_normaliser)
+    datamodule = instantiate(cfg.data, task=task)
+    laser_cfg = OmegaConf.to_container(cfg.laser)
+    laser_cfg.pop("iterations")
+    module = LaserModule(policy, rm_pool, selector, task, normaliser, output_dir=str(output_dir), **laser_cfg)
+    return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool}
+
+
+def make_trainer(cfg: DictConfig, output_dir: Path):
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    checkpoints = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="iteration-{epoch}",
+                                  save_last=True, save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints])
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """One LASeR job; returns the results payload (also written to `results.json`)."""
+    import lightning as L
+    import torch
+
+    from laser.records import results_payload, write_json_atomically
+
+    cfg = prepare_output_dir(cfg, output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    parts = build(cfg, output_dir)
+    module, datamodule = parts["module"], parts["datamodule"]
+    trainer = make_trainer(cfg, output_dir)
+    started = time.perf_counter()
+    if cfg.get("resume"):
+        log.info("resuming %s from %s", output_dir, output_dir / CHECKPOINT)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(output_dir / CHECKPOINT))
+    else:
+        trainer.validate(module, datamodule=datamodule, verbose=False)  # iteration 0: before training
+        trainer.fit(module, datamodule=datamodule)
+    pool = parts["rm_pool"]
+    payload = results_payload(
+        seed=cfg.seed, wall_seconds=module.wall_seconds(), config=OmegaConf.to_container(cfg),
+        tracker=module.tracker, all_names=pool.names, rm_calls=pool.call_counts(), complete=True,
+    )
+    if trainer.is_global_zero:
+        write_json_atomically(output_dir / "results.json", payload)
+        log.info("done in %.1fs: %s -> %s", time.perf_counter() - started, payload["final"],
+                 output_dir / "results.json")
+    return payload
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        payload = run(cfg, output_dir)
+    except LaserConfigError as error:
+        print(f"laser: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        _finish_wandb()
+    return payload["final"].get("test/accuracy")  # what a Hydra sweeper optimises
+
+
+def _finish_wandb() -> None:
+    """Close the W&B run so the next job of a multirun sweep starts its own."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+if __name__ == "__main__":
+    main()
