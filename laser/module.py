@@ -55,13 +55,14 @@ class LaserModule(L.LightningModule):
         lr, weight_decay, max_grad_norm: AdamW on the LoRA weights only.
         refresh_reference: merge the adapter into the reference after every iteration (paper).
         output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
+        stop_after_iteration: end the fit early after this iteration (a planned stop; resume later).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
                  normaliser: QuantileNormaliser, num_samples: int = 4, pairs_per_prompt: int = 1,
                  beta: float = 0.1, label_smoothing: float = 0.0, nll_weight: float = 1.0, lr: float = 5e-6,
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
-                 output_dir: str | None = None) -> None:
+                 output_dir: str | None = None, stop_after_iteration: int | None = None) -> None:
         super().__init__()
         if num_samples < 2:
             raise LaserConfigError(f"laser.num_samples={num_samples} must be >= 2 (pairs need two responses)")
@@ -79,6 +80,7 @@ class LaserModule(L.LightningModule):
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
         self.refresh_each_iteration = refresh_reference
         self.output_dir = Path(output_dir) if output_dir else None
+        self.stop_after_iteration = stop_after_iteration
         self.tracker = IterationTracker()
         self.last_eval: dict[str, float] = {}
         self._eval_responses: list[str] = []
@@ -217,6 +219,8 @@ class LaserModule(L.LightningModule):
             optimiser = self.optimizers().optimizer
             optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
         self._close_iteration(self.current_epoch + 1)
+        if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:
+            self.trainer.should_stop = True  # the checkpoint of this iteration is still written
 
     def _close_iteration(self, iteration: int) -> None:
         record = self.tracker.close(iteration, self.last_eval, self.rm_pool.call_counts(),
@@ -263,8 +267,10 @@ class LaserModule(L.LightningModule):
 
 
 def _get_rng_state() -> dict[str, Any]:
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    # Plain types only: checkpoints load with torch.load(weights_only=True).
     state = {"torch": torch.random.get_rng_state(), "python": random.getstate(),
-             "numpy": np.random.get_state()}
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -273,6 +279,7 @@ def _get_rng_state() -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.random.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

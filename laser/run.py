@@ -50,6 +50,7 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
             raise LaserConfigError(f"resume={cfg.resume}: expected a run folder with {CONFIG_FILE} and {CHECKPOINT}")
         resumed = OmegaConf.load(saved)
         resumed.resume = str(cfg.resume)
+        resumed.stop_after_iteration = cfg.get("stop_after_iteration")  # the only knob a resume may change
         return resumed
     if (output_dir / "results.json").exists() or (output_dir / CHECKPOINT).exists():
         raise LaserConfigError(f"output folder {output_dir} already holds a run; refusing to overwrite it "
@@ -74,7 +75,8 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, task=task)
     laser_cfg = OmegaConf.to_container(cfg.laser)
     laser_cfg.pop("iterations")
-    module = LaserModule(policy, rm_pool, selector, task, normaliser, output_dir=str(output_dir), **laser_cfg)
+    module = LaserModule(policy, rm_pool, selector, task, normaliser, output_dir=str(output_dir),
+                         stop_after_iteration=cfg.get("stop_after_iteration"), **laser_cfg)
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool}
 
 
@@ -82,8 +84,14 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    checkpoints = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="iteration-{epoch}",
+    loggers = []
+    for logger_cfg in (cfg.get("logger") or {}).values():
+        if cfg.get("resume") and logger_cfg._target_.endswith("CSVLogger"):
+            # A resumed session logs to its own file: the CSV logger would rewrite the earlier one.
+            logger_cfg = OmegaConf.merge(logger_cfg, {"version": "resumed-" + _hydra_subdir(cfg.resume)[-19:]})
+        loggers.append(instantiate(logger_cfg))
+    checkpoints = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="epoch-{epoch}",
+                                  auto_insert_metric_name=False,
                                   save_last=True, save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True)
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints])
 
@@ -109,9 +117,11 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         trainer.validate(module, datamodule=datamodule, verbose=False)  # iteration 0: before training
         trainer.fit(module, datamodule=datamodule)
     pool = parts["rm_pool"]
+    done = len(module.tracker.records) - 1  # iteration 0 is the evaluation before training
     payload = results_payload(
         seed=cfg.seed, wall_seconds=module.wall_seconds(), config=OmegaConf.to_container(cfg),
-        tracker=module.tracker, all_names=pool.names, rm_calls=pool.call_counts(), complete=True,
+        tracker=module.tracker, all_names=pool.names, rm_calls=pool.call_counts(),
+        complete=done >= cfg.laser.iterations,
     )
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "results.json", payload)

@@ -9,7 +9,8 @@ import re
 from laser.errors import LaserConfigError
 from laser.tasks.base import Example, Task
 
-CATEGORIES = ("addition", "comparison")
+CATEGORIES = ("addition", "comparison", "maximum")
+NUMERIC = ("addition", "maximum")  # categories whose answer is a number
 
 # The first integer / first yes-no word: a tiny policy's answer comes first, and whatever it
 # babbles afterwards (often more digits) must not count.
@@ -39,6 +40,7 @@ class Arithmetic(Task):
         num_test: int = 200,
         seed: int = 0,
         max_operand: int = 50,
+        max_addend: int | None = None,
         categories: tuple[str, ...] | list[str] = CATEGORIES,
     ) -> None:
         categories = tuple(categories)  # Hydra passes a ListConfig
@@ -53,7 +55,11 @@ class Arithmetic(Task):
         if not isinstance(max_operand, int) or max_operand < 1:
             raise LaserConfigError(f"task.max_operand={max_operand!r} must be a positive integer")
         self.num_train, self.num_test = num_train, num_test
+        if max_addend is not None and (not isinstance(max_addend, int) or max_addend < 0):
+            raise LaserConfigError(f"task.max_addend={max_addend!r} must be null or a non-negative integer")
         self.seed, self.max_operand = seed, max_operand
+        # The second addend's range: small values keep sums learnable by a tiny policy (mostly copying).
+        self.max_addend = max_operand if max_addend is None else max_addend
         self.categories = categories
         self._train, self._test = self._generate()
 
@@ -87,7 +93,7 @@ class Arithmetic(Task):
         yes/no word for comparison (so "no, 3" is a correct comparison answer)."""
         if not isinstance(response, str):
             return False
-        if example.category == "addition":
+        if example.category in NUMERIC:
             match = _FIRST_INTEGER_RE.search(response)
             predicted = str(int(match.group(0))) if match else None
         elif example.category == "comparison":
@@ -125,20 +131,24 @@ class Arithmetic(Task):
         size = self.max_operand + 1  # operands are 0..max_operand
         # Addition uses ordered pairs (3 + 5 and 5 + 3 are different questions); comparison uses
         # unordered pairs of distinct numbers, each asked one way round.
-        return size * size if category == "addition" else size * (size - 1) // 2
+        return size * (self.max_addend + 1) if category == "addition" else size * (size - 1) // 2
 
     def _make(self, category: str, index: int, position: int) -> Example:
         size = self.max_operand + 1
         if category == "addition":
-            a, b = divmod(index, size)
+            a, b = divmod(index, self.max_addend + 1)
             answer = str(a + b)
             question = f"What is {a} + {b}?"
         else:
             small, large = _unordered_pair(index)
-            # Alternating the orientation makes yes and no equally common, so "always no" scores 50%.
+            # Alternating the orientation makes yes and no (first and second) equally common.
             a, b = (large, small) if position % 2 == 0 else (small, large)
-            answer = "yes" if a > b else "no"
-            question = f"Is {a} larger than {b}?"
+            if category == "comparison":
+                answer = "yes" if a > b else "no"
+                question = f"Is {a} larger than {b}?"
+            else:
+                answer = str(max(a, b))
+                question = f"Which is larger, {a} or {b}?"
         return Example(
             uid=f"{category}-{a}-{b}",
             question=question,
