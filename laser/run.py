@@ -110,12 +110,15 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     module, datamodule = parts["module"], parts["datamodule"]
     trainer = make_trainer(cfg, output_dir)
     started = time.perf_counter()
-    if cfg.get("resume"):
-        log.info("resuming %s from %s", output_dir, output_dir / CHECKPOINT)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(output_dir / CHECKPOINT))
-    else:
-        trainer.validate(module, datamodule=datamodule, verbose=False)  # iteration 0: before training
-        trainer.fit(module, datamodule=datamodule)
+    try:
+        if cfg.get("resume"):
+            log.info("resuming %s from %s", output_dir, output_dir / CHECKPOINT)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(output_dir / CHECKPOINT))
+        else:
+            trainer.validate(module, datamodule=datamodule, verbose=False)  # iteration 0: before training
+            trainer.fit(module, datamodule=datamodule)
+    finally:
+        finish_wandb()
     pool = parts["rm_pool"]
     done = len(module.tracker.records) - 1  # iteration 0 is the evaluation before training
     payload = results_payload(
@@ -140,13 +143,11 @@ def main(cfg: DictConfig) -> float | None:
     except LaserConfigError as error:
         print(f"laser: error: {error}", file=sys.stderr)
         sys.exit(2)
-    finally:
-        _finish_wandb()
     return payload["final"].get("test/accuracy")  # what a Hydra sweeper optimises
 
 
-def _finish_wandb() -> None:
-    """Close the W&B run so the next job of a multirun sweep starts its own."""
+def finish_wandb() -> None:
+    """Close the W&B run (if one is open) so the next job of a multirun sweep starts its own."""
     if "wandb" in sys.modules:
         import wandb
 

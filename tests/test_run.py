@@ -1,0 +1,120 @@
+"""End-to-end: the composed config, a whole (shrunk) LASeR run, its files, and stop-and-resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CONF_DIR, require_data
+from omegaconf import OmegaConf
+
+from laser.errors import LaserConfigError
+from laser.run import run
+
+RESULT_KEYS = {"seed", "wall_seconds", "config", "final", "iterations", "rm_selection_counts", "rm_calls"}
+ITERATION_KEYS = {"iteration", "test/accuracy", "train/loss", "rm_selection_counts", "rm_calls",
+                  "generated_tokens", "wall_seconds"}
+SELECTION_KEYS = {"step", "iteration", "arm", "arm_name", "reward_raw", "reward_normalised", "categories"}
+
+
+def test_experiment_is_not_in_the_primary_defaults():
+    """`+experiment=NAME` only works when `experiment` is absent from config.yaml's defaults."""
+    defaults = yaml.safe_load(Path(CONF_DIR, "config.yaml").read_text())["defaults"]
+    groups = [next(iter(d)) if isinstance(d, dict) else d for d in defaults]
+    assert "experiment" not in groups
+    assert {"policy", "rm_pool", "bandit", "task", "trainer", "logger"} <= set(groups)
+
+
+def test_gsm8k_experiment_composes_to_the_paper_configuration(make_config, tmp_path):
+    cfg = make_config(["+experiment=gsm8k"], tiny=False)
+    assert cfg.policy.model_name_or_path == "meta-llama/Meta-Llama-3-8B"
+    assert dict(cfg.policy.lora) == {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1,
+                                     "target_modules": ["q_proj", "v_proj"]}
+    assert cfg.policy.temperature == 0.8
+    assert [m.model_name_or_path for m in cfg.rm_pool.models.values()] == [
+        "HuggingFaceH4/zephyr-7b-alpha", "Qwen/Qwen1.5-7B-Chat", "openbmb/Eurus-7b-kto",
+        "allenai/OLMo-7B-0724-Instruct-hf"]
+    assert cfg.bandit._target_.endswith("LinUCB") and cfg.bandit.alpha == 0.1 and cfg.bandit.ridge_lambda == 1.0
+    assert (cfg.laser.iterations, cfg.laser.num_samples, cfg.laser.pairs_per_prompt) == (10, 30, 10)
+    assert cfg.laser.lr == 5e-6 and cfg.laser.nll_weight == 1.0 and cfg.data.batch_size == 16
+    assert cfg.task._target_.endswith("GSM8K")
+
+
+def _read(output_dir: Path):
+    results = json.loads((output_dir / "results.json").read_text())
+    selections = [json.loads(line) for line in (output_dir / "selections.jsonl").read_text().splitlines()]
+    return results, selections
+
+
+def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, tmp_path):
+    cfg = make_config()
+    out = tmp_path / "run"
+    payload = run(cfg, out)
+    results, selections = _read(out)
+    assert results == json.loads(json.dumps(payload))
+    assert RESULT_KEYS <= set(results) and results["complete"] is True
+    assert [r["iteration"] for r in results["iterations"]] == [0, 1, 2]
+    for record in results["iterations"]:
+        assert ITERATION_KEYS <= set(record)
+        assert set(record["rm_selection_counts"]) == {"arith_judge", "compare_judge", "noise"}
+    assert results["final"]["test/accuracy"] == results["iterations"][-1]["test/accuracy"]
+    assert 0.0 <= results["final"]["test/accuracy"] <= 1.0
+    # One selection line per step; the per-iteration counts add up to the run's.
+    assert len(selections) == 12 and [s["step"] for s in selections] == list(range(12))
+    assert all(SELECTION_KEYS <= set(s) for s in selections)
+    assert sum(results["rm_selection_counts"].values()) == 12
+    assert all(sum(s["categories"].values()) == cfg.data.batch_size for s in selections)
+    # Only the chosen RM scores each step: 8 prompts x 4 samples per step, never K times that.
+    assert sum(results["rm_calls"].values()) == 12 * cfg.data.batch_size * cfg.laser.num_samples
+    assert results["iterations"][1]["generated_tokens"] > 0
+    assert (out / "checkpoints" / "last.ckpt").exists() and (out / "csv" / "metrics.csv").exists()
+    header = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "train/loss"} <= set(header)
+    assert OmegaConf.load(out / "config.yaml").laser.iterations == 2
+
+
+def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(make_config, tmp_path):
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    run(make_config(["laser.iterations=3"], output_dir=full_dir), full_dir)
+    stopped = run(make_config(["laser.iterations=3", "stop_after_iteration=1"], output_dir=part_dir), part_dir)
+    assert stopped["complete"] is False and len(stopped["iterations"]) == 2
+    # What a user types: `python -m laser.run resume=<run folder>` (the saved config is reused).
+    run(make_config([f"resume={part_dir}"], output_dir=part_dir), part_dir)
+    full, full_sel = _read(full_dir)
+    part, part_sel = _read(part_dir)
+    assert part["complete"] is True
+    assert [r["test/accuracy"] for r in part["iterations"]] == [r["test/accuracy"] for r in full["iterations"]]
+    assert [r["train/loss"] for r in part["iterations"][1:]] == [r["train/loss"] for r in full["iterations"][1:]]
+    assert [s["arm"] for s in part_sel] == [s["arm"] for s in full_sel]
+    assert [s["reward_raw"] for s in part_sel] == [s["reward_raw"] for s in full_sel]
+    assert part["rm_selection_counts"] == full["rm_selection_counts"] and part["rm_calls"] == full["rm_calls"]
+    assert part["final"] == full["final"]
+
+
+def test_a_finished_run_folder_is_never_overwritten(make_config, tmp_path):
+    out = tmp_path / "run"
+    run(make_config(["laser.iterations=1"]), out)
+    before = (out / "results.json").read_text()
+    with pytest.raises(LaserConfigError, match="already holds a run"):
+        run(make_config(["laser.iterations=1"]), out)
+    assert (out / "results.json").read_text() == before
+
+
+def test_resume_of_a_folder_without_checkpoint_is_refused(make_config, tmp_path):
+    with pytest.raises(LaserConfigError, match="expected a run folder"):
+        run(make_config([f"resume={tmp_path / 'nothing'}"]), tmp_path / "nothing")
+
+
+def test_gsm8k_experiment_runs_offline_on_the_real_files(make_config, tmp_path):
+    data = require_data("gsm8k")
+    cfg = make_config(["+experiment=gsm8k", "policy=tiny", "rm_pool=tiny", f"task.data_dir={data}",
+                       "task.train_limit=64", "task.test_limit=8", "laser.iterations=1", "laser.num_samples=2",
+                       "laser.pairs_per_prompt=1", "data.batch_size=4", "data.steps_per_iteration=2",
+                       "policy.max_new_tokens=8", "policy.warm_start.steps=5", "policy.tiny.vocab_size=300"])
+    out = tmp_path / "run"
+    results = run(cfg, out)
+    assert results["config"]["task"]["_target_"].endswith("GSM8K")
+    assert {"test/accuracy", "test/accuracy_strict", "test/accuracy_flexible"} <= set(results["final"])
+    assert len(results["iterations"]) == 2 and sum(results["rm_selection_counts"].values()) == 2
