@@ -134,7 +134,6 @@ class Arithmetic(Task):
         return size * (self.max_addend + 1) if category == "addition" else size * (size - 1) // 2
 
     def _make(self, category: str, index: int, position: int) -> Example:
-        size = self.max_operand + 1
         if category == "addition":
             a, b = divmod(index, self.max_addend + 1)
             answer = str(a + b)
