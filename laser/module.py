@@ -43,6 +43,18 @@ from laser.tasks.base import Example, Task
 log = logging.getLogger(__name__)
 
 
+def check_hyperparameters(num_samples: int, pairs_per_prompt: int, beta: float, lr: float, nll_weight: float) -> None:
+    """Raise a one-line `LaserConfigError` for `laser.*` values the step cannot run with (cheap, so the
+    entry point calls it before loading any model)."""
+    if num_samples < 2:
+        raise LaserConfigError(f"laser.num_samples={num_samples} must be >= 2 (pairs need two responses)")
+    if pairs_per_prompt < 1:
+        raise LaserConfigError(f"laser.pairs_per_prompt={pairs_per_prompt} must be >= 1")
+    if beta <= 0 or lr <= 0 or nll_weight < 0:
+        raise LaserConfigError(f"need laser.beta > 0, laser.lr > 0, laser.nll_weight >= 0; got beta={beta}, "
+                               f"lr={lr}, nll_weight={nll_weight}")
+
+
 class LaserModule(L.LightningModule):
     """Preference training of `policy` with RMs chosen by `selector` from `rm_pool`.
 
@@ -64,13 +76,7 @@ class LaserModule(L.LightningModule):
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None) -> None:
         super().__init__()
-        if num_samples < 2:
-            raise LaserConfigError(f"laser.num_samples={num_samples} must be >= 2 (pairs need two responses)")
-        if pairs_per_prompt < 1:
-            raise LaserConfigError(f"laser.pairs_per_prompt={pairs_per_prompt} must be >= 1")
-        if beta <= 0 or lr <= 0 or nll_weight < 0:
-            raise LaserConfigError(f"need beta > 0, lr > 0, nll_weight >= 0; got beta={beta}, lr={lr}, "
-                                   f"nll_weight={nll_weight}")
+        check_hyperparameters(num_samples, pairs_per_prompt, beta, lr, nll_weight)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task

@@ -61,27 +61,45 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
     return resolved
 
 
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, but a `LaserConfigError` raised by a target comes out as itself,
+    not wrapped in Hydra's multi-line `InstantiationException` (so `main` prints it as one line)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        while isinstance(cause, InstantiationException):  # nested targets wrap more than once
+            cause = cause.__cause__
+        if isinstance(cause, LaserConfigError):
+            raise cause from None
+        raise
+
+
 def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Instantiate task, policy, RM pool, selector, normaliser, data and the LASeR module."""
-    from hydra.utils import instantiate
+    """Instantiate task, RM pool, selector, normaliser, data, policy and the LASeR module.
 
-    from laser.module import LaserModule
+    The policy comes last: loading it can take minutes, so every cheap check fails before it."""
+    from laser.module import LaserModule, check_hyperparameters
 
+    laser_cfg = OmegaConf.to_container(cfg.laser)
+    laser_cfg.pop("iterations")
+    check_hyperparameters(laser_cfg["num_samples"], laser_cfg["pairs_per_prompt"], laser_cfg["beta"],
+                          laser_cfg["lr"], laser_cfg["nll_weight"])
     task = instantiate(cfg.task)
-    policy = instantiate(cfg.policy, task=task, _convert_="all")
     rm_pool = instantiate(cfg.rm_pool, _convert_="all")
     selector = instantiate(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names)
     normaliser = instantiate(cfg.reward_normaliser)
     datamodule = instantiate(cfg.data, task=task)
-    laser_cfg = OmegaConf.to_container(cfg.laser)
-    laser_cfg.pop("iterations")
+    policy = instantiate(cfg.policy, task=task, _convert_="all")
     module = LaserModule(policy, rm_pool, selector, task, normaliser, output_dir=str(output_dir),
                          stop_after_iteration=cfg.get("stop_after_iteration"), **laser_cfg)
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool}
 
 
 def make_trainer(cfg: DictConfig, output_dir: Path):
-    from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     loggers = []

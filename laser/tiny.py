@@ -78,8 +78,9 @@ def build_tiny_causal_lm(
     if (folder / "config.json").exists():
         return str(folder)
     tokenizer = build_tokenizer(texts, vocab_size)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_llama_config(len(tokenizer), hidden_size, num_layers, num_heads))
+    with torch.random.fork_rng(devices=[]):  # built or cached, the run's random stream is the same
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(tiny_llama_config(len(tokenizer), hidden_size, num_layers, num_heads))
     _save_atomically(folder, model, tokenizer)
     return str(folder)
 
@@ -95,9 +96,11 @@ def build_untrained_classifier(cache_dir: str, hidden_size: int = 32, num_layers
     if (folder / "config.json").exists():
         return str(folder)
     tokenizer = build_tokenizer([], vocab_size=300)
-    torch.manual_seed(seed)
     config = tiny_llama_config(len(tokenizer), hidden_size, num_layers, num_heads=4, num_labels=1)
-    _save_atomically(folder, LlamaForSequenceClassification(config), tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForSequenceClassification(config)
+    _save_atomically(folder, model, tokenizer)
     return str(folder)
 
 

@@ -60,10 +60,23 @@ def warm_start(
     tokenizer = load_tokenizer(model_name_or_path)
     model = load_causal_lm(model_name_or_path, dtype, pad_token_id=tokenizer.pad_token_id)
     model.train()
-    # A private RNG: the warm start must not shift the run's global random stream (cached vs not).
-    rng = random.Random(seed)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # built or cached, the run's random stream is the same
+        torch.manual_seed(seed)
+        _train(model, tokenizer, task, examples, steps, lr, batch_size, max_tokens, random.Random(seed))
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("warm start: done in %.1fs", time.perf_counter() - started)
+    return str(folder)
+
+
+def _train(model, tokenizer, task: Task, examples: list, steps: int, lr: float, batch_size: int,
+           max_tokens: int, rng: random.Random) -> None:
+    """AdamW with a one-cycle schedule on random batches of (prompt, target)."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
     for step in range(steps):
@@ -78,13 +91,3 @@ def warm_start(
         optimiser.zero_grad(set_to_none=True)
         if step % 50 == 0 or step == steps - 1:
             log.info("warm start step %d/%d loss %.3f", step + 1, steps, loss.item())
-    torch.random.set_rng_state(generator_state)
-    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("warm start: done in %.1fs", time.perf_counter() - started)
-    return str(folder)

@@ -118,3 +118,14 @@ def test_gsm8k_experiment_runs_offline_on_the_real_files(make_config, tmp_path):
     assert results["config"]["task"]["_target_"].endswith("GSM8K")
     assert {"test/accuracy", "test/accuracy_strict", "test/accuracy_flexible"} <= set(results["final"])
     assert len(results["iterations"]) == 2 and sum(results["rm_selection_counts"].values()) == 2
+
+
+def test_results_do_not_depend_on_whether_local_models_were_cached(tmp_path):
+    """Building the tiny model and its warm start must not shift the run's random stream."""
+    from conftest import TINY_OVERRIDES, compose_config
+
+    cache = tmp_path / "fresh-cache"
+    first = run(compose_config(tmp_path / "a", TINY_OVERRIDES, cache), tmp_path / "a")  # builds
+    second = run(compose_config(tmp_path / "b", TINY_OVERRIDES, cache), tmp_path / "b")  # reuses
+    assert [r["test/accuracy"] for r in first["iterations"]] == [r["test/accuracy"] for r in second["iterations"]]
+    assert [r["train/loss"] for r in first["iterations"][1:]] == [r["train/loss"] for r in second["iterations"][1:]]

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from laser.hf import chat_text, load_model, load_tokenizer, resolve_dtype
+from laser.hf import chat_text, load_model, load_tokenizer, resolve_dtype, resolve_model_path
 from laser.rewards.base import RewardModel, ScoringBatch
 
 
@@ -42,7 +42,12 @@ class ClassifierRM(RewardModel):
         score_index: int = 0,
     ) -> None:
         super().__init__()
-        resolve_dtype(dtype)  # fail on a typo now, not after the first bandit pick
+        # Fail on a typo now, not after the first bandit pick: the dtype, and a local path (cheap to
+        # check) that does not exist. A hub id is only fetched when the RM first scores.
+        resolve_dtype(dtype)
+        resolve_model_path(model_name_or_path)
+        if tokenizer_name_or_path:
+            resolve_model_path(tokenizer_name_or_path)
         self.model_name_or_path = str(model_name_or_path)
         self.tokenizer_name_or_path = str(tokenizer_name_or_path or model_name_or_path)
         self.batch_size = int(batch_size)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from laser.hf import chat_text, load_model, load_tokenizer, resolve_dtype
+from laser.hf import chat_text, load_model, load_tokenizer, resolve_dtype, resolve_model_path
 from laser.rewards.base import RewardModel, ScoringBatch
 
 
@@ -36,7 +36,12 @@ class LikelihoodRM(RewardModel):
         normalise_by_length: bool = True,
     ) -> None:
         super().__init__()
-        resolve_dtype(dtype)  # fail on a typo now, not after the first bandit pick
+        # Fail on a typo now, not after the first bandit pick: the dtype, and a local path (cheap to
+        # check) that does not exist. A hub id is only fetched when the RM first scores.
+        resolve_dtype(dtype)
+        resolve_model_path(model_name_or_path)
+        if tokenizer_name_or_path:
+            resolve_model_path(tokenizer_name_or_path)
         self.model_name_or_path = str(model_name_or_path)
         self.tokenizer_name_or_path = str(tokenizer_name_or_path or model_name_or_path)
         self.batch_size = int(batch_size)
