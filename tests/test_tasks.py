@@ -319,3 +319,17 @@ def test_task_yamls_instantiate() -> None:
 
 def _example(answer: str) -> Example:
     return Example(uid="x", question="What?", answer=answer)
+
+
+def test_arithmetic_maximum_category_and_small_addends() -> None:
+    task = Arithmetic(num_train=300, num_test=60, max_operand=40, max_addend=3,
+                      categories=["addition", "maximum"])
+    for example in task.train_examples() + task.test_examples():
+        a, b = example.meta["a"], example.meta["b"]
+        if example.category == "maximum":
+            assert example.answer == str(max(a, b)) and a != b
+            assert task.is_correct(f" {max(a, b)}", example) and not task.is_correct(f" {min(a, b)}", example)
+        else:
+            assert b <= 3 and example.answer == str(a + b)
+    with pytest.raises(LaserConfigError, match="max_addend"):
+        Arithmetic(max_addend=-1)

@@ -21,7 +21,8 @@ _YES_NO_MAP = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
 class Arithmetic(Task):
-    """Two-digit addition ("What is 23 + 19?" -> "42") and comparison ("Is 37 larger than 52?" -> "no").
+    """Addition ("What is 23 + 19?" -> "42"), comparison ("Is 37 larger than 52?" -> "no") and maximum
+    ("Which is larger, 37 or 52?" -> "52"); any subset of them, addition and comparison by default.
 
     Why it exists: a task small enough that a ~1M-parameter policy trained from scratch learns the
     format in about a minute on 2 CPU cores, yet with two categories on which different reward
