@@ -322,7 +322,7 @@ def _example(answer: str) -> Example:
 
 
 def test_arithmetic_maximum_category_and_small_addends() -> None:
-    task = Arithmetic(num_train=300, num_test=60, max_operand=40, max_addend=3,
+    task = Arithmetic(num_train=300, num_test=60, max_operand=60, max_addend=3,
                       categories=["addition", "maximum"])
     for example in task.train_examples() + task.test_examples():
         a, b = example.meta["a"], example.meta["b"]

@@ -11,6 +11,7 @@ from laser.tasks.base import Example, Task
 
 CATEGORIES = ("addition", "comparison", "maximum")
 NUMERIC = ("addition", "maximum")  # categories whose answer is a number
+DEFAULT_CATEGORIES = ("addition", "comparison")
 
 # The first integer / first yes-no word: a tiny policy's answer comes first, and whatever it
 # babbles afterwards (often more digits) must not count.
@@ -32,7 +33,7 @@ class Arithmetic(Task):
     """
 
     name = "arithmetic"
-    categories: tuple[str, ...] = CATEGORIES
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
     prompt_template = "Q: {question}\nA:"  # short on purpose: the tiny policy must learn it fast
 
     def __init__(
@@ -42,7 +43,7 @@ class Arithmetic(Task):
         seed: int = 0,
         max_operand: int = 50,
         max_addend: int | None = None,
-        categories: tuple[str, ...] | list[str] = CATEGORIES,
+        categories: tuple[str, ...] | list[str] = DEFAULT_CATEGORIES,
     ) -> None:
         categories = tuple(categories)  # Hydra passes a ListConfig
         unknown = [c for c in categories if c not in CATEGORIES]
