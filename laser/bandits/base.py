@@ -14,6 +14,21 @@ from typing import Any
 
 import torch
 
+GRANULARITIES = ("batch", "instance")
+
+
+@dataclass
+class StepFeedback:
+    """What a LASeR step produced, for selectors that learn from more than the scalar reward
+    (e.g. an online ensemble crediting each RM by its agreement with the pairs trained on).
+
+    `scores` maps each scoring arm to its raw scores, shape [num_prompts, n]; `pairs` are the
+    (prompt, chosen, rejected) response indices the step trained on.
+    """
+
+    scores: dict[int, torch.Tensor]
+    pairs: list[tuple[int, int, int]]
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -33,19 +48,30 @@ class Selection:
 
 
 class Selector(ABC):
-    """Chooses RMs from a pool of `num_arms` and learns from rewards in [0, 1]."""
+    """Chooses RMs from a pool of `num_arms` and learns from rewards in [0, 1].
 
-    def __init__(self, num_arms: int, arm_names: list[str] | None = None) -> None:
+    `granularity` is "batch" (one selection per batch, the paper) or "instance" (one per prompt:
+    the module then calls `select`/`update` once per prompt with that prompt's context and reward).
+    """
+
+    def __init__(self, num_arms: int, arm_names: list[str] | None = None, granularity: str = "batch") -> None:
         if num_arms < 1:
             raise ValueError(f"num_arms must be >= 1, got {num_arms}")
+        if granularity not in GRANULARITIES:
+            from laser.errors import LaserConfigError
+
+            raise LaserConfigError(f"bandit.granularity={granularity!r}; choose one of {list(GRANULARITIES)}")
         self.num_arms = num_arms
         self.arm_names = list(arm_names) if arm_names is not None else [f"rm{k}" for k in range(num_arms)]
+        self.granularity = granularity
 
     @abstractmethod
     def select(self, context: torch.Tensor) -> Selection:
         """Choose RMs for a batch whose context is a 1-D vector."""
 
-    def update(self, selection: Selection, context: torch.Tensor, reward: float) -> None:  # noqa: B027
+    def update(  # noqa: B027
+        self, selection: Selection, context: torch.Tensor, reward: float, feedback: StepFeedback | None = None
+    ) -> None:
         """Learn from the reward (in [0, 1]) that `selection` earned in `context`. Default: no learning."""
 
     def combine(self, scores: dict[int, torch.Tensor]) -> torch.Tensor:
@@ -54,6 +80,19 @@ class Selector(ABC):
         if len(scores) != 1:
             raise ValueError(f"{type(self).__name__} combines exactly one arm's scores, got {sorted(scores)}")
         return next(iter(scores.values()))
+
+    def filter_pairs(
+        self, pairs: list[tuple[int, int, int]], scores: dict[int, torch.Tensor]
+    ) -> list[tuple[int, int, int]]:
+        """Drop pairs the selector does not trust (e.g. where RMs disagree). Default: keep all."""
+        return pairs
+
+    def on_iteration_end(self, iteration: int) -> None:  # noqa: B027
+        """Called after each training iteration (schedules, per-iteration resets). Default: nothing."""
+
+    def diagnostics(self) -> dict[str, float]:
+        """Per-arm figures worth logging (counts, estimated means, bonuses), keyed `<what>/<arm name>`."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this selector left off (checkpointed)."""

@@ -62,8 +62,9 @@ class LinUCB(Selector):
         alpha: float = 0.1,
         ridge_lambda: float = 1.0,
         seed: int = 0,
+        granularity: str = "batch",
     ) -> None:
-        super().__init__(num_arms, arm_names)
+        super().__init__(num_arms, arm_names, granularity)
         if alpha < 0:
             raise LaserConfigError(f"alpha must be >= 0, got {alpha}")
         if ridge_lambda <= 0:
@@ -110,7 +111,7 @@ class LinUCB(Selector):
         info = {"estimates": estimates.tolist(), "bonuses": bonuses.tolist(), "counts": list(self.counts)}
         return Selection(arms=(arm,), propensity=1.0 / len(tied), info=info)
 
-    def update(self, selection: Selection, context: torch.Tensor, reward: float) -> None:
+    def update(self, selection: Selection, context: torch.Tensor, reward: float, feedback=None) -> None:
         """Add (context, reward) to the chosen arm's regression; other arms are untouched."""
         if not 0.0 <= reward <= 1.0:
             raise ValueError(f"LinUCB reward must be in [0, 1] (normalise it first), got {reward}")

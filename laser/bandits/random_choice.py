@@ -18,8 +18,9 @@ from laser.bandits.base import Selection, Selector
 class RandomSelector(Selector):
     """Picks one arm uniformly at random (propensity 1/K) with a seeded generator; never learns."""
 
-    def __init__(self, num_arms: int, arm_names: list[str] | None = None, seed: int = 0) -> None:
-        super().__init__(num_arms, arm_names)
+    def __init__(self, num_arms: int, arm_names: list[str] | None = None, seed: int = 0,
+                 granularity: str = "batch") -> None:
+        super().__init__(num_arms, arm_names, granularity)
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
     def select(self, context: torch.Tensor) -> Selection:

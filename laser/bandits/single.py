@@ -11,8 +11,9 @@ from laser.errors import LaserConfigError
 class SingleRM(Selector):
     """Always picks `arm`, given as an index into the pool or as an RM name."""
 
-    def __init__(self, num_arms: int, arm_names: list[str] | None = None, arm: int | str = 0) -> None:
-        super().__init__(num_arms, arm_names)
+    def __init__(self, num_arms: int, arm_names: list[str] | None = None, arm: int | str = 0,
+                 granularity: str = "batch") -> None:
+        super().__init__(num_arms, arm_names, granularity)
         self.fixed_arm = self._resolve(arm)
 
     def _resolve(self, arm: int | str) -> int:
