@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ from conftest import require_data
 
 from laser.bandits.single import SingleRM
 from laser.errors import LaserConfigError
+from laser.rewards.likelihood import LikelihoodRM
+from laser.rewards.noisy import NoisyRM
+from laser.rewards.pool import RewardModelPool
 from laser.rewards.verifier import VerifierRM
 from laser.run import run
 
@@ -77,9 +81,17 @@ def test_rm_path_that_does_not_exist_fails_before_any_model_is_built(make_config
     monkeypatch.setattr("laser.policy.load_policy", no_policy)
     cfg = make_config(["rm_pool=oracle", "+rm_pool.models.bad._target_=laser.rewards.classifier.ClassifierRM",
                        "+rm_pool.models.bad.model_name_or_path=/no/such/rm", "bandit=single", "bandit.arm=bad"])
-    with pytest.raises(LaserConfigError, match="'/no/such/rm' does not exist"):
+    with pytest.raises(LaserConfigError, match=r"rm_pool\.models\.bad: .*'/no/such/rm' does not exist"):
         run(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "selections.jsonl").exists()  # no step was taken
+
+
+def test_pool_checks_local_paths_of_wrapped_rms_but_leaves_hub_ids_lazy(tmp_path):
+    missing = str(tmp_path / "no_such_lm")
+    with pytest.raises(LaserConfigError, match=r"rm_pool\.models\.judge: .*" + re.escape(repr(missing))):
+        RewardModelPool({"judge": NoisyRM(base=LikelihoodRM(missing))})
+    pool = RewardModelPool({"hub": LikelihoodRM("some-org/some-rm")})  # no hub access needed yet
+    assert pool.names == ["hub"] and pool[0].model is None
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

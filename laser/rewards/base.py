@@ -37,6 +37,10 @@ class RewardModel(ABC):
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         """One float score per response, shape [len(batch)], on the CPU."""
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise `LaserConfigError` now for a cheap-to-detect mistake (e.g. a local model folder that
+        does not exist) without loading anything. The pool calls it when it is built."""
+
     def to(self, device: str | torch.device) -> RewardModel:  # noqa: B027 - optional hook
         """Move weights to a device (no-op for RMs without weights)."""
         return self

@@ -36,12 +36,7 @@ class LikelihoodRM(RewardModel):
         normalise_by_length: bool = True,
     ) -> None:
         super().__init__()
-        # Fail on a typo now, not after the first bandit pick: the dtype, and a local path (cheap to
-        # check) that does not exist. A hub id is only fetched when the RM first scores.
-        resolve_dtype(dtype)
-        resolve_model_path(model_name_or_path)
-        if tokenizer_name_or_path:
-            resolve_model_path(tokenizer_name_or_path)
+        resolve_dtype(dtype)  # fail on a typo now, not after the first bandit pick
         self.model_name_or_path = str(model_name_or_path)
         self.tokenizer_name_or_path = str(tokenizer_name_or_path or model_name_or_path)
         self.batch_size = int(batch_size)
@@ -53,6 +48,11 @@ class LikelihoodRM(RewardModel):
         self.normalise_by_length = bool(normalise_by_length)
         self.model: Any = None
         self.tokenizer: Any = None
+
+    def check(self) -> None:
+        """Fail now if a local model or tokenizer folder is missing (cheap; a hub id is checked on load)."""
+        resolve_model_path(self.model_name_or_path)
+        resolve_model_path(self.tokenizer_name_or_path)
 
     def load(self) -> None:
         """Load the tokenizer and model now (otherwise the first `score` call does it)."""

@@ -56,6 +56,10 @@ class NoisyRM(RewardModel):
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
 
+    def check(self) -> None:
+        """The base RM's check."""
+        self.base.check()
+
     def prob_for(self, category: str) -> float:
         """The corruption probability applied to examples of `category`."""
         if isinstance(self.corrupt_prob, dict):

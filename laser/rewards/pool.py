@@ -44,6 +44,10 @@ class RewardModelPool:
                     f"rm_pool.models.{name} is a {type(rm).__name__}, expected a RewardModel (a `_target_`)"
                 )
             rm.name = str(name)
+            try:
+                rm.check()  # e.g. a local model folder that does not exist: say so before any training
+            except LaserConfigError as error:
+                raise LaserConfigError(f"rm_pool.models.{name}: {error}") from None
             self._models.append(rm)
         self.device = str(device)
         self._placed: set[int] = set()
