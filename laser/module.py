@@ -1,10 +1,10 @@
 """The LASeR step as a LightningModule (manual optimisation, so the step reads top to bottom).
 
-    prompts -> context = policy.embed          (bandit context, no grad)
-            -> selection = selector.select     (one RM, or several for ensembles)
+    prompts -> contexts = context_encoder      (bandit context per prompt, no grad)
+            -> decisions = selector.select     (per batch or per prompt; one RM, or all for ensembles)
             -> samples = policy.sample(n)      (one batched generate call)
             -> scores = pool.score(selected)   (only the selected RMs run)
-            -> pairs = build_preference_pairs  (per prompt; ties skipped)
+            -> pairs = build_preference_pairs  (per prompt; ties skipped; selector may filter)
             -> loss = DPO (+ nll_weight * NLL) (reference = the policy with its adapter disabled)
             -> optimiser step
             -> selector.update(normalise(-loss))
@@ -19,25 +19,24 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from laser.bandits.base import Selector
+from laser.bandits.base import Selector, StepFeedback
 from laser.bandits.normaliser import QuantileNormaliser
+from laser.contexts import ContextEncoder
+from laser.decisions import Decision, decide, gold_pair_accuracy, score_decisions
 from laser.errors import LaserConfigError
 from laser.losses import dpo_loss, nll_loss
 from laser.pairs import build_preference_pairs
 from laser.policy import Policy
 from laser.records import IterationTracker, rewind_selections, write_json_atomically
-from laser.rewards.base import ScoringBatch
 from laser.rewards.pool import RewardModelPool
+from laser.rng import get_rng_state, set_rng_state
 from laser.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
@@ -68,19 +67,22 @@ class LaserModule(L.LightningModule):
         refresh_reference: merge the adapter into the reference after every iteration (paper).
         output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
         stop_after_iteration: end the fit early after this iteration (a planned stop; resume later).
+        context_encoder: what the bandit sees per prompt (default: the paper's last-token state).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
                  normaliser: QuantileNormaliser, num_samples: int = 4, pairs_per_prompt: int = 1,
                  beta: float = 0.1, label_smoothing: float = 0.0, nll_weight: float = 1.0, lr: float = 5e-6,
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
-                 output_dir: str | None = None, stop_after_iteration: int | None = None) -> None:
+                 output_dir: str | None = None, stop_after_iteration: int | None = None,
+                 context_encoder: ContextEncoder | None = None) -> None:
         super().__init__()
         check_hyperparameters(num_samples, pairs_per_prompt, beta, lr, nll_weight)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
         self.normaliser = normaliser
+        self.context_encoder = context_encoder or ContextEncoder()
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
@@ -109,54 +111,75 @@ class LaserModule(L.LightningModule):
 
     def training_step(self, batch: list[Example], batch_idx: int) -> None:
         if self._pending_rng is not None:  # first step after a resume: continue the saved streams
-            _set_rng_state(self._pending_rng)
+            set_rng_state(self._pending_rng)
             self._pending_rng = None
         policy, n = self.policy, self.num_samples
         prompts = [self.task.format_prompt(example) for example in batch]
         encoded = policy.encode(prompts)
 
-        context = F.normalize(policy.embed(encoded).mean(0), dim=0).cpu()
-        selection = self.selector.select(context)
-        samples = policy.sample(encoded, n)
-        scoring = ScoringBatch(prompts=[p for p in prompts for _ in range(n)], responses=samples.texts,
-                               examples=[e for e in batch for _ in range(n)], task=self.task)
-        per_arm = self.rm_pool.score(selection.arms, scoring)
-        scores = self.selector.combine(per_arm).view(len(batch), n)
-        chosen_names = [self.rm_pool.names[a] for a in selection.arms]
+        contexts = self.context_encoder(policy, encoded, prompts)  # [B, d], no grad
+        decisions = decide(self.selector, contexts)  # one per batch (paper) or one per prompt
+        samples = policy.sample(encoded, n)  # n per prompt, one generate call
+        scores, per_arm = score_decisions(self.rm_pool, self.selector, decisions, batch, prompts, samples.texts,
+                                          n, self.task)  # only the chosen RMs run
+        self.tracker.on_step(samples.num_generated_tokens)
 
         if not torch.isfinite(scores).all():
-            log.warning("step %d: RM %s returned NaN/inf scores; step skipped", self.global_step, chosen_names)
-            return self._skip("nonfinite_scores", selection, chosen_names, batch, samples.num_generated_tokens)
+            names = sorted({self.rm_pool.names[a] for d in decisions for a in d.selection.arms})
+            log.warning("step %d: RM %s returned NaN/inf scores; step skipped", self.tracker.steps - 1, names)
+            return self._skip("nonfinite_scores", decisions, batch)
         responses = [[tuple(samples.response_ids[p * n + j]) for j in range(n)] for p in range(len(batch))]
         pairs = build_preference_pairs(scores, self.pairs_per_prompt, responses=responses)
+        pairs = self.selector.filter_pairs(pairs, per_arm)
         if not pairs:
-            return self._skip("no_pairs", selection, chosen_names, batch, samples.num_generated_tokens)
+            return self._skip("no_pairs", decisions, batch)
 
-        loss, metrics = self._preference_loss(policy.unpadded_prompt_ids(encoded), samples.response_ids, pairs, n)
+        pair_losses, metrics = self._preference_loss(policy.unpadded_prompt_ids(encoded), samples.response_ids,
+                                                     pairs, n)
+        loss = pair_losses.mean()
         optimiser = self.optimizers()
         optimiser.zero_grad()
         self.manual_backward(loss)
         if self.max_grad_norm:
             self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
         optimiser.step()
+        self.tracker.on_loss(float(loss.detach()))
 
-        reward_raw = -float(self.all_gather(loss.detach()).mean())  # same reward on every rank
-        reward = self.normaliser(reward_raw)
-        self.selector.update(selection, context, reward)
-        self.tracker.on_step(chosen_names, float(loss.detach()), samples.num_generated_tokens)
-        self._record_selection(selection, chosen_names, batch, reward_raw, reward)
-        metrics.update({"train/loss": float(loss.detach()), "bandit/reward_raw": reward_raw,
-                        "bandit/reward": reward, "bandit/arm": float(selection.arms[0]),
-                        "train/pairs": float(len(pairs)), "train/truncated_responses": float(samples.num_truncated)})
-        if selection.propensity is not None:
-            metrics["bandit/propensity"] = selection.propensity
+        feedback = StepFeedback(scores=per_arm, pairs=pairs)
+        for decision in decisions:  # the bandit learns from the step's loss (its prompts' share per instance)
+            reward_raw = self._decision_reward(decision, pairs, pair_losses.detach(), loss.detach())
+            if reward_raw is None:
+                self._record(decision, batch, None, None, skipped="no_pairs")
+                continue
+            reward = self.normaliser(reward_raw)
+            self.selector.update(decision.selection, decision.context, reward, feedback)
+            accuracy = gold_pair_accuracy(self.task, batch, samples.texts, n,
+                                          [p for p in pairs if p[0] in set(decision.prompts)])
+            self._record(decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
+            metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
+        metrics.update({"train/loss": float(loss.detach()), "train/pairs": float(len(pairs)),
+                        "train/truncated_responses": float(samples.num_truncated),
+                        "bandit/arm": float(decisions[0].selection.arms[0])})
+        if decisions[0].selection.propensity is not None:
+            metrics["bandit/propensity"] = decisions[0].selection.propensity
+        metrics.update(self.selector.diagnostics())
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(batch))
-        self.log("reward", reward, prog_bar=True, on_step=True, batch_size=len(batch))
-        self.log("rm", float(selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
+        self.log("rm", float(decisions[0].selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
+        if "bandit/reward" in metrics:
+            self.log("reward", metrics["bandit/reward"], prog_bar=True, on_step=True, batch_size=len(batch))
+
+    def _decision_reward(self, decision: Decision, pairs: list[tuple[int, int, int]], pair_losses: torch.Tensor,
+                         loss: torch.Tensor) -> float | None:
+        """The raw bandit reward: minus the step's training loss (averaged over ranks, so every rank
+        updates its selector identically), or, per instance, minus the mean loss of that prompt's pairs."""
+        if self.selector.granularity == "batch":
+            return -float(self.all_gather(loss).mean())
+        own = [i for i, (p, _, _) in enumerate(pairs) if p in decision.prompts]
+        return -float(pair_losses[own].mean()) if own else None
 
     def _preference_loss(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
                          pairs: list[tuple[int, int, int]], n: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """DPO (+NLL) over all pairs; chosen and rejected go through one concatenated forward."""
+        """Per-pair DPO (+NLL) losses; chosen and rejected go through one concatenated forward."""
         pair_prompts = [prompt_ids[p] for p, _, _ in pairs]
         chosen = [response_ids[p * n + c] for p, c, _ in pairs]
         rejected = [response_ids[p * n + r] for p, _, r in pairs]
@@ -167,9 +190,9 @@ class LaserModule(L.LightningModule):
                        reference_logps[count:], beta=self.beta, label_smoothing=self.label_smoothing)
         lengths = torch.tensor([len(c) for c in chosen], device=policy_logps.device)
         nll = nll_loss(policy_logps[:count], lengths)
-        loss = dpo.losses.mean() + self.nll_weight * nll.mean()
+        pair_losses = dpo.losses + self.nll_weight * nll
         margins = dpo.chosen_rewards - dpo.rejected_rewards
-        return loss, {  # TRL's metric names
+        return pair_losses, {  # TRL's metric names
             "train/dpo_loss": float(dpo.losses.mean().detach()), "train/nll_loss": float(nll.mean().detach()),
             "rewards/chosen": float(dpo.chosen_rewards.mean()), "rewards/rejected": float(dpo.rejected_rewards.mean()),
             "rewards/margins": float(margins.mean()), "rewards/accuracies": float((margins > 0).float().mean()),
@@ -177,25 +200,29 @@ class LaserModule(L.LightningModule):
             "logps/rejected": float(policy_logps[count:].detach().mean()),
         }
 
-    def _skip(self, reason: str, selection, chosen_names: list[str], batch: list[Example], tokens: int) -> None:
+    def _skip(self, reason: str, decisions: list[Decision], batch: list[Example]) -> None:
         """A step without an update: counted, recorded, and the selector is not rewarded."""
         self.tracker.skipped[reason] += 1
-        self.tracker.on_step(chosen_names, None, tokens)
-        self._record_selection(selection, chosen_names, batch, None, None, skipped=reason)
+        for decision in decisions:
+            self._record(decision, batch, None, None, skipped=reason)
         self.log(f"skipped/{reason}", float(self.tracker.skipped[reason]), on_step=True, batch_size=len(batch))
 
-    def _record_selection(self, selection, chosen_names, batch, reward_raw, reward, skipped: str | None = None):
+    def _record(self, decision: Decision, batch: list[Example], reward_raw: float | None, reward: float | None,
+                skipped: str | None = None, gold_pair_accuracy: float | None = None) -> None:
+        """Count the decision and append its line to selections.jsonl (rank 0)."""
+        arms = decision.selection.arms
+        names = [self.rm_pool.names[a] for a in arms]
+        self.tracker.on_decision(names)
         if self.output_dir is None or not self.trainer.is_global_zero:
             return
         categories: dict[str, int] = {}
-        for example in batch:
-            if example.category:
-                categories[example.category] = categories.get(example.category, 0) + 1
+        for index in decision.prompts:
+            if batch[index].category:
+                categories[batch[index].category] = categories.get(batch[index].category, 0) + 1
         line = {"step": self.tracker.steps - 1, "iteration": self.current_epoch + 1,
-                "arm": selection.arms[0] if len(selection.arms) == 1 else list(selection.arms),
-                "arm_name": chosen_names[0] if len(chosen_names) == 1 else chosen_names,
+                "arm": arms[0] if len(arms) == 1 else list(arms), "arm_name": names[0] if len(names) == 1 else names,
                 "reward_raw": reward_raw, "reward_normalised": reward, "categories": categories,
-                "propensity": selection.propensity}
+                "propensity": decision.selection.propensity, "gold_pair_accuracy": gold_pair_accuracy}
         if skipped:
             line["skipped"] = skipped
         with open(self.output_dir / "selections.jsonl", "a") as handle:
@@ -224,6 +251,7 @@ class LaserModule(L.LightningModule):
             self.policy.refresh_reference()
             optimiser = self.optimizers().optimizer
             optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
+        self.selector.on_iteration_end(self.current_epoch + 1)
         self._close_iteration(self.current_epoch + 1)
         if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:
             self.trainer.should_stop = True  # the checkpoint of this iteration is still written
@@ -252,7 +280,7 @@ class LaserModule(L.LightningModule):
             "tracker": self.tracker.state_dict(),
             "last_eval": self.last_eval,
             "wall_seconds": self.wall_seconds(),
-            "rng": _get_rng_state(),
+            "rng": get_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -272,20 +300,3 @@ class LaserModule(L.LightningModule):
             log.info("resumed after step %d (%d selections kept)", self.tracker.steps, kept)
 
 
-def _get_rng_state() -> dict[str, Any]:
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    # Plain types only: checkpoints load with torch.load(weights_only=True).
-    state = {"torch": torch.random.get_rng_state(), "python": random.getstate(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.random.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    kind, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -58,14 +58,17 @@ class IterationTracker:
         self.iteration_counts: Counter[str] = Counter()
         self.generated_tokens = 0
 
-    def on_step(self, arm_names: list[str], loss: float | None, generated_tokens: int) -> None:
+    def on_step(self, generated_tokens: int) -> None:
         self.steps += 1
+        self.generated_tokens += generated_tokens
+
+    def on_decision(self, arm_names: list[str]) -> None:
         for name in arm_names:
             self.iteration_counts[name] += 1
             self.selection_counts[name] += 1
-        if loss is not None:
-            self.losses.append(loss)
-        self.generated_tokens += generated_tokens
+
+    def on_loss(self, loss: float) -> None:
+        self.losses.append(loss)
 
     def close(self, iteration: int, metrics: dict[str, float], rm_calls: dict[str, int],
               wall_seconds: float, all_names: list[str]) -> dict[str, Any]:
@@ -99,7 +102,8 @@ class IterationTracker:
 
 
 def results_payload(seed: int, wall_seconds: float, config: dict, tracker: IterationTracker,
-                    all_names: list[str], rm_calls: dict[str, int], complete: bool) -> dict[str, Any]:
+                    all_names: list[str], rm_calls: dict[str, int], complete: bool, method: str = "",
+                    task: str = "") -> dict[str, Any]:
     """The `results.json` contract (see README): final metrics are the last iteration's."""
     last = tracker.records[-1] if tracker.records else {}
     final = {k: v for k, v in last.items() if k.startswith("test/")}
@@ -107,6 +111,8 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "seed": seed,
         "wall_seconds": wall_seconds,
         "complete": complete,
+        "method": method,
+        "task": task,
         "config": config,
         "final": final,
         "iterations": tracker.records,

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from laser.errors import LaserConfigError
+from laser.instantiate import instantiate
 
 log = logging.getLogger("laser")
 CONFIG_FILE = "config.yaml"  # the resolved config, saved in every run folder
@@ -61,27 +62,12 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
     return resolved
 
 
-def instantiate(node: Any, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, but a `LaserConfigError` raised by a target comes out as itself,
-    not wrapped in Hydra's multi-line `InstantiationException` (so `main` prints it as one line)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as hydra_instantiate
-
-    try:
-        return hydra_instantiate(node, **kwargs)
-    except InstantiationException as error:
-        cause = error.__cause__
-        while isinstance(cause, InstantiationException):  # nested targets wrap more than once
-            cause = cause.__cause__
-        if isinstance(cause, LaserConfigError):
-            raise cause from None
-        raise
-
-
 def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Instantiate task, RM pool, selector, normaliser, data, policy and the LASeR module.
 
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
+    from laser.bandits.build import build_selector
+    from laser.contexts import ContextEncoder
     from laser.module import LaserModule, check_hyperparameters
 
     laser_cfg = OmegaConf.to_container(cfg.laser)
@@ -90,13 +76,15 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                           laser_cfg["lr"], laser_cfg["nll_weight"])
     task = instantiate(cfg.task)
     rm_pool = instantiate(cfg.rm_pool, _convert_="all")
-    selector = instantiate(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names)
+    selector, context_options = build_selector(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names)
+    context_encoder = ContextEncoder(**context_options, seed=cfg.seed)
     normaliser = instantiate(cfg.reward_normaliser)
     datamodule = instantiate(cfg.data, task=task)
     policy = instantiate(cfg.policy, task=task, _convert_="all")
     module = LaserModule(policy, rm_pool, selector, task, normaliser, output_dir=str(output_dir),
-                         stop_after_iteration=cfg.get("stop_after_iteration"), **laser_cfg)
-    return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool}
+                         stop_after_iteration=cfg.get("stop_after_iteration"), context_encoder=context_encoder,
+                         **laser_cfg)
+    return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool, "selector": selector}
 
 
 def make_trainer(cfg: DictConfig, output_dir: Path):
@@ -142,13 +130,23 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     payload = results_payload(
         seed=cfg.seed, wall_seconds=module.wall_seconds(), config=OmegaConf.to_container(cfg),
         tracker=module.tracker, all_names=pool.names, rm_calls=pool.call_counts(),
-        complete=done >= cfg.laser.iterations,
+        complete=done >= cfg.laser.iterations, method=method_label(cfg, parts["selector"]),
+        task=parts["task"].name,
     )
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "results.json", payload)
         log.info("done in %.1fs: %s -> %s", time.perf_counter() - started, payload["final"],
                  output_dir / "results.json")
     return payload
+
+
+def method_label(cfg: DictConfig, selector) -> str:
+    """The results-table row a run belongs to: `method_name` (the bandit choice by default), with
+    single-RM runs named by their RM (`single:<rm>`) since `bandit=single` covers several rows."""
+    label = str(cfg.get("method_name") or type(selector).__name__)
+    if label.startswith("single") and hasattr(selector, "fixed_arm"):
+        return f"single:{selector.arm_names[selector.fixed_arm]}"
+    return label
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

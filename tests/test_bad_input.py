@@ -129,7 +129,7 @@ def test_nonfinite_rm_scores_skip_the_step_and_the_run_completes(make_config, tm
         return torch.full((len(batch),), bad_value) if calls[-1] else real_score(self, batch)
 
     monkeypatch.setattr(VerifierRM, "score", every_other_call_bad)
-    monkeypatch.setattr(SingleRM, "update", lambda self, selection, context, reward: updates.append(reward),
+    monkeypatch.setattr(SingleRM, "update", lambda self, selection, context, reward, feedback=None: updates.append(reward),
                         raising=False)
     out = tmp_path / "run"
     results = run(make_config(["rm_pool=oracle", "bandit=single", "bandit.arm=oracle", "laser.iterations=1"]), out)

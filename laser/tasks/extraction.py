@@ -127,3 +127,85 @@ def extract_yes_no(text: str) -> str | None:
             return _YES_NO_MAP[match.group(1).lower()]
     matches = _YES_NO_RE.findall(text)
     return _YES_NO_MAP[matches[-1].lower()] if matches else None
+
+
+# Strict variants read only the exact format the prompts ask for: "Final answer:" with its colon
+# ("**Final answer**:" too), not "The answer is". The last such line wins, as a model may revise.
+_STRICT_FINAL_RE = re.compile(r"final answer[ \t*]*:[ \t*]*(?P<rest>[^\n]*)", re.IGNORECASE)
+# A choice letter standing alone: not inside a word, an abbreviation ("U.S.A.", "D.C.") or "A's".
+_LETTER = r"(?<![\w.'’])([{letters}])(?![\w'’]|\.\w)"
+_PAREN_LETTER = r"\(([{letters}])\)"
+
+
+def extract_strict_final_answer(text: str) -> str | None:
+    """What follows the last "Final answer:" (colon required) on its line, stripped; None if absent.
+
+    >>> extract_strict_final_answer("so, yes.\\n**Final answer:** Yes.")
+    'Yes'
+    >>> extract_strict_final_answer("The answer is no") is None
+    True
+    """
+    if not isinstance(text, str):
+        return None
+    matches = list(_STRICT_FINAL_RE.finditer(text))
+    if not matches:
+        return None
+    rest = matches[-1].group("rest").strip().strip("*").strip().rstrip(".!").strip()
+    return rest or None
+
+
+def extract_strict_yes_no(text: str) -> str | None:
+    """The first yes/no (or true/false) word on the last "Final answer:" line; None without one.
+
+    >>> extract_strict_yes_no("Facts... Final answer: No."), extract_strict_yes_no("True") is None
+    ('no', True)
+    """
+    final = extract_strict_final_answer(text)
+    match = _YES_NO_RE.search(final) if final is not None else None
+    return _YES_NO_MAP[match.group(1).lower()] if match is not None else None
+
+
+def _letter_on_line(line: str, letters: str) -> str | None:
+    """A choice letter on an answer line: the whole line ("c"), "(C)", or the first lone capital."""
+    if not letters:
+        return None
+    if len(line) == 1 and line.upper() in letters:
+        return line.upper()  # "Final answer: c" is unambiguous, so lower case is allowed here
+    paren = re.search(_PAREN_LETTER.format(letters=letters + letters.lower()), line)
+    if paren is not None:
+        return paren.group(1).upper()
+    lone = re.search(_LETTER.format(letters=letters), line)
+    return lone.group(1) if lone is not None else None
+
+
+def extract_strict_choice(text: str, letters: str = "ABCD") -> str | None:
+    """The choice letter on the last "Final answer:" line; None when that line is absent or has none.
+
+    >>> extract_strict_choice("A and B are wrong.\\nFinal answer: (C)"), extract_strict_choice("(C)") is None
+    ('C', True)
+    """
+    final = extract_strict_final_answer(text)
+    return _letter_on_line(final, letters) if final is not None else None
+
+
+def extract_choice_letter(text: str, letters: str = "ABCD") -> str | None:
+    """A multiple-choice answer letter from free text (flexible): the letter on the last
+    "Final answer:" / "The answer is" line if it has one, else the last "(X)" or lone capital X.
+
+    Lone capitals are the fallback only because "A" is also an English word; prompts ask for a
+    "Final answer:" line, which wins whenever it is there.
+
+    >>> extract_choice_letter("The answer is B."), extract_choice_letter("not (A) but (C), since D.C. is")
+    ('B', 'C')
+    >>> extract_choice_letter("A and B are wrong, Final answer: C"), extract_choice_letter("none") is None
+    ('C', True)
+    """
+    if not isinstance(text, str) or not letters:
+        return None
+    final = extract_final_answer_line(text)
+    letter = _letter_on_line(final, letters) if final is not None else None
+    if letter is not None:
+        return letter
+    # Upper case only here: "(a)" and "a" in running text are more often enumerations and words.
+    matches = list(re.finditer(f"{_PAREN_LETTER}|{_LETTER}".format(letters=letters), text))
+    return (matches[-1].group(1) or matches[-1].group(2)) if matches else None

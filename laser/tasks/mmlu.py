@@ -1,0 +1,274 @@
+"""MMLU: four-choice questions on 57 subjects, from school maths to law (Hendrycks et al., 2021)."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import random
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from laser.errors import LaserConfigError
+from laser.tasks.base import Example, Task
+from laser.tasks.extraction import extract_choice_letter, extract_strict_choice
+
+_EXTRACTIONS = ("strict", "flexible")
+_LETTERS = "ABCD"
+_HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
+
+
+class MMLU(Task):
+    """MMLU from a local folder (`test/<subject>_test.csv`, 14,042 rows; `dev/<subject>_dev.csv`, five
+    few-shot rows per subject) or from the hub id `cais/mmlu` (config "all").
+
+    MMLU has no training split of its own questions, so training prompts are a seeded split of the
+    test set: within each subject, `train_fraction` of the rows (shuffled with `seed`) train and the
+    rest evaluate, so the two never share a question and every subject keeps its share in both (the
+    hub's "auxiliary_train" holds other datasets' questions and is not used). `subjects` restricts
+    both parts. `category` is the subject, so per-category accuracies are per-subject accuracies.
+
+    Questions include the lettered choices ("A. ...") so reward models see them; golds are A-D.
+    "strict" grading reads the letter on the "Final answer:" line; "flexible" falls back to "The
+    answer is C", the last "(C)" or the last lone capital A-D. `num_fewshot` (at most 5) prepends
+    that many dev rows of the same subject, in file order, as solved examples.
+    """
+
+    name = "mmlu"
+    # `{question}` (which includes the lettered choices) is the only placeholder.
+    prompt_template: str = (
+        "Question: {question}\n"
+        "Answer: Think step by step, then end with 'Final answer: X' where X is A, B, C or D.\n"
+    )
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        hub_id: str = "cais/mmlu",
+        hub_config: str = "all",
+        subjects: list[str] | str | None = None,
+        train_fraction: float = 0.5,
+        train_limit: int | None = None,
+        test_limit: int | None = None,
+        seed: int = 0,
+        num_fewshot: int = 0,
+        extraction: str = "flexible",
+        prompt_template: str | None = None,
+    ) -> None:
+        if extraction not in _EXTRACTIONS:
+            raise LaserConfigError(f"task.extraction={extraction!r} is not one of {list(_EXTRACTIONS)}")
+        for key, limit in (("train_limit", train_limit), ("test_limit", test_limit)):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+                raise LaserConfigError(f"task.{key}={limit!r} must be a positive integer or null (all rows)")
+        if not isinstance(num_fewshot, int) or isinstance(num_fewshot, bool) or not 0 <= num_fewshot <= 5:
+            raise LaserConfigError(f"task.num_fewshot={num_fewshot!r} must be an integer from 0 to 5")
+        is_number = isinstance(train_fraction, int | float) and not isinstance(train_fraction, bool)
+        if not is_number or not 0 < train_fraction < 1:
+            raise LaserConfigError(f"task.train_fraction={train_fraction!r} must be strictly between 0 and 1")
+        # A single name is allowed (task.subjects=anatomy); Hydra passes lists as a ListConfig.
+        subjects = [subjects] if isinstance(subjects, str) else None if subjects is None else list(subjects)
+        if subjects is not None and (not subjects or not all(isinstance(s, str) for s in subjects)):
+            raise LaserConfigError(f"task.subjects={subjects!r} must be a list of subject names or null")
+        if prompt_template is not None and "{question}" not in prompt_template:
+            raise LaserConfigError(f"task.prompt_template={prompt_template!r} lacks a '{{question}}' placeholder")
+        self.prompt_template = prompt_template if prompt_template is not None else self.prompt_template
+        self.data_dir = data_dir
+        self.hub_id, self.hub_config = hub_id, hub_config
+        self.subjects = None if subjects is None else sorted(set(subjects))
+        self.train_fraction = float(train_fraction)
+        self.limits = {"train": train_limit, "test": test_limit}
+        self.seed = seed
+        self.num_fewshot = num_fewshot
+        self.extraction = extraction
+        self.skipped_rows = 0  # malformed rows dropped while loading
+        self._raw: dict[str, dict[str, list[Example]]] = {}  # "test"/"dev" -> subject -> examples
+        self._hub = None
+        self._full: dict[str, list[Example]] = {}
+        self._cache: dict[str, list[Example]] = {}
+
+    # ----- loading -----------------------------------------------------------------------------
+
+    def train_examples(self) -> list[Example]:
+        """Training prompts: `train_fraction` of each subject's test rows (or a seeded subset)."""
+        return self._examples("train")
+
+    def test_examples(self) -> list[Example]:
+        """Evaluation questions: the other test rows of each subject (or a seeded subset)."""
+        return self._examples("test")
+
+    def _examples(self, split: str) -> list[Example]:
+        if split not in self._cache:
+            full, limit = self._split()[split], self.limits[split]
+            if limit is None or limit >= len(full):
+                self._cache[split] = full
+            else:  # seeded (string seeds hash deterministically), independent per split, in order
+                rng = random.Random(f"mmlu:{split}:{self.seed}")
+                self._cache[split] = [full[i] for i in sorted(rng.sample(range(len(full)), limit))]
+        return self._cache[split]
+
+    def _split(self) -> dict[str, list[Example]]:
+        """The stratified train/evaluation split of the chosen subjects' test rows, built once."""
+        if not self._full:
+            by_subject = self._by_subject("test")
+            chosen = self._check_subjects(sorted(by_subject))
+            self._full = {"train": [], "test": []}
+            for subject in chosen:
+                rows = by_subject[subject]
+                order = list(range(len(rows)))
+                random.Random(f"mmlu:split:{self.seed}:{subject}").shuffle(order)
+                in_train = set(order[: round(len(rows) * self.train_fraction)])
+                self._full["train"] += [e for i, e in enumerate(rows) if i in in_train]
+                self._full["test"] += [e for i, e in enumerate(rows) if i not in in_train]
+            self.categories = tuple(chosen)
+        return self._full
+
+    def _check_subjects(self, available: list[str]) -> list[str]:
+        if self.subjects is None:
+            return available
+        unknown = [s for s in self.subjects if s not in available]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], available, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise LaserConfigError(
+                f"task.subjects has unknown MMLU subject(s) {unknown}{hint}; valid ones include "
+                f"{available[:4]} ({len(available)} in all)"
+            )
+        return self.subjects
+
+    def _by_subject(self, kind: str) -> dict[str, list[Example]]:
+        """All rows of the "test" or "dev" split, grouped by subject (loaded on first use)."""
+        if kind not in self._raw:
+            self._raw[kind] = self._read_local(kind) if self.data_dir is not None else self._read_hub(kind)
+        return self._raw[kind]
+
+    def _read_local(self, kind: str) -> dict[str, list[Example]]:
+        from hydra.utils import to_absolute_path
+
+        # Relative to the launch directory even if a Hydra job has changed the working directory.
+        folder = Path(to_absolute_path(str(Path(self.data_dir).expanduser())))
+        expected = "a folder with test/<subject>_test.csv and dev/<subject>_dev.csv"
+        if not folder.is_dir():
+            raise LaserConfigError(f"task.data_dir={str(folder)!r} does not exist; expected {expected}")
+        files = sorted((folder / kind).glob("*.csv"))
+        if not files:
+            raise LaserConfigError(f"no MMLU CSV files in {str(folder / kind)!r}; expected {expected}")
+        by_subject = {}
+        for path in files:
+            subject = path.stem.removesuffix(f"_{kind}")
+            try:
+                with path.open(encoding="utf-8", newline="") as handle:
+                    reader = csv.reader(handle)
+                    # Blank lines are not rows; the header is optional (the original CSVs have none).
+                    rows = [(reader.line_num, _csv_row(row)) for row in reader if row and row != _HEADER]
+            except (UnicodeDecodeError, csv.Error) as error:
+                raise LaserConfigError(f"MMLU file {str(path)!r} is not a readable CSV: {error}") from error
+            by_subject[subject] = self._parse_rows(kind, subject, str(path), rows)
+        return by_subject
+
+    def _read_hub(self, kind: str) -> dict[str, list[Example]]:
+        if self._hub is None:  # one download serves both the test and the dev split
+            try:
+                import datasets
+
+                self._hub = dict(datasets.load_dataset(self.hub_id, self.hub_config))
+            except Exception as error:  # offline, unknown id, missing package: all end the same way
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise LaserConfigError(
+                    f"could not load the hub id {self.hub_id!r} (config {self.hub_config!r}): {reason}; "
+                    "offline, pass task.data_dir=../shared/data/mmlu"
+                ) from error
+        if kind not in self._hub:
+            raise LaserConfigError(f"hub id {self.hub_id!r} has no {kind!r} split; it has {list(self._hub)}")
+        grouped: dict[str, list[tuple[int, object]]] = {}
+        for number, row in enumerate(self._hub[kind], start=1):
+            subject = row.get("subject") if isinstance(row, dict) else None
+            grouped.setdefault(subject or self.hub_config, []).append((number, row))
+        source = f"{self.hub_id}:{kind}"
+        return {s: self._parse_rows(kind, s, source, rows) for s, rows in sorted(grouped.items())}
+
+    def _parse_rows(
+        self, kind: str, subject: str, source: str, rows: Iterable[tuple[int, object]]
+    ) -> list[Example]:
+        examples: list[Example] = []
+        bad_lines: list[int] = []
+        for index, (line, row) in enumerate(rows):
+            example = _row_to_example(row, subject, uid=f"mmlu-{kind}-{subject}-{index}", line=line)
+            if example is None:
+                bad_lines.append(line)
+            else:
+                examples.append(example)
+        if bad_lines:
+            self.skipped_rows += len(bad_lines)
+            # One warning per file, not one per row: a broken file should not flood the log.
+            warnings.warn(
+                f"skipped {len(bad_lines)} malformed MMLU row(s) in {source} "
+                f"(first at line {bad_lines[0]}): each row needs a question, four choices and an "
+                "answer index 0-3 (or letter A-D)",
+                stacklevel=2,
+            )
+        return examples
+
+    # ----- prompting and grading ---------------------------------------------------------------
+
+    def format_prompt(self, example: Example) -> str:
+        """The prompt template with the question (and its choices) filled in, after `num_fewshot`
+        solved dev questions of the same subject."""
+        prompt = self.prompt_template.replace("{question}", example.question)
+        if self.num_fewshot == 0:
+            return prompt
+        shots = self._by_subject("dev").get(example.category, [])[: self.num_fewshot]
+        if len(shots) < self.num_fewshot:  # a silently shorter prompt would skew per-subject accuracy
+            raise LaserConfigError(f"task.num_fewshot={self.num_fewshot} but MMLU's dev split has only "
+                                   f"{len(shots)} row(s) for subject {example.category!r}")
+        template = self.prompt_template
+        return "".join(template.replace("{question}", s.question) + s.target + "\n\n" for s in shots) + prompt
+
+    def extract_answer(self, response: str) -> str | None:
+        """The letter on the "Final answer:" line; with extraction="flexible", else the last one found."""
+        answer = extract_strict_choice(response, _LETTERS)
+        if answer is None and self.extraction == "flexible":
+            answer = extract_choice_letter(response, _LETTERS)
+        return answer
+
+    def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
+        """`test/accuracy` (micro, over questions), `test/accuracy/<subject>`, `test/accuracy_macro`
+        (the mean of the per-subject accuracies, as MMLU papers often report), and the micro
+        `test/accuracy_strict` / `test/accuracy_flexible`, whichever extraction the task trains with."""
+        metrics = super().evaluate(responses, examples)
+        per_subject = [v for k, v in metrics.items() if k.startswith("test/accuracy/")]
+        metrics["test/accuracy_macro"] = sum(per_subject) / max(len(per_subject), 1)
+        strict = [extract_strict_choice(r, _LETTERS) for r in responses]  # lengths checked by super()
+        flexible = [s or extract_choice_letter(r, _LETTERS) for s, r in zip(strict, responses, strict=True)]
+        for variant, answers in (("strict", strict), ("flexible", flexible)):
+            hits = sum(a == e.answer for a, e in zip(answers, examples, strict=True))
+            metrics[f"test/accuracy_{variant}"] = hits / max(len(examples), 1)
+        return metrics
+
+
+def _csv_row(row: list[str]) -> dict | None:
+    """A six-column CSV row as the hub's fields (question, choices, answer); None for other widths."""
+    return {"question": row[0], "choices": row[1:5], "answer": row[5]} if len(row) == len(_HEADER) else None
+
+
+def _row_to_example(row: object, subject: str, uid: str, line: int) -> Example | None:
+    """An Example from one row with `question`, `choices` (four strings) and `answer`, or None."""
+    if not isinstance(row, dict):
+        return None
+    question, choices, index = row.get("question"), row.get("choices"), _answer_index(row.get("answer"))
+    if not isinstance(question, str) or not question.strip() or index is None:
+        return None
+    if not isinstance(choices, list | tuple) or len(choices) != 4 or not all(isinstance(c, str) for c in choices):
+        return None
+    gold, choices, question = _LETTERS[index], [c.strip() for c in choices], question.strip()
+    lettered = "".join(f"\n{letter}. {choice}" for letter, choice in zip(_LETTERS, choices, strict=True))
+    # No worked solutions exist, so the warm-start target names the choice and ends in the strict format.
+    target = f"{gold}. {choices[index]}\nFinal answer: {gold}"
+    meta = {"line": line, "question": question, "choices": choices}
+    return Example(uid, question + lettered, answer=gold, target=target, category=subject, meta=meta)
+
+
+def _answer_index(value: object) -> int | None:
+    """0-3 from an index (this CSV format, the hub) or a letter A-D (the original CSVs); else None."""
+    text = str(value).strip().upper() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    index = _LETTERS.find(text) if len(text) == 1 and text.isalpha() else int(text) if text.isdigit() else -1
+    return index if 0 <= index < len(_LETTERS) else None
