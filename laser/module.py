@@ -68,6 +68,8 @@ class LaserModule(L.LightningModule):
         output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
         stop_after_iteration: end the fit early after this iteration (a planned stop; resume later).
         context_encoder: what the bandit sees per prompt (default: the paper's last-token state).
+        log_samples_every: every N steps, log two prompts' sampled responses with their scores and the
+            RM that scored them (`samples.jsonl`, and a W&B table with logger=wandb); 0 disables.
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
@@ -75,7 +77,7 @@ class LaserModule(L.LightningModule):
                  beta: float = 0.1, label_smoothing: float = 0.0, nll_weight: float = 1.0, lr: float = 5e-6,
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
-                 context_encoder: ContextEncoder | None = None) -> None:
+                 context_encoder: ContextEncoder | None = None, log_samples_every: int = 20) -> None:
         super().__init__()
         check_hyperparameters(num_samples, pairs_per_prompt, beta, lr, nll_weight)
         self.automatic_optimization = False
@@ -83,6 +85,7 @@ class LaserModule(L.LightningModule):
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
         self.normaliser = normaliser
         self.context_encoder = context_encoder or ContextEncoder()
+        self.log_samples_every = log_samples_every
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
@@ -163,6 +166,8 @@ class LaserModule(L.LightningModule):
         if decisions[0].selection.propensity is not None:
             metrics["bandit/propensity"] = decisions[0].selection.propensity
         metrics.update(self.selector.diagnostics())
+        if self.log_samples_every and (self.tracker.steps - 1) % self.log_samples_every == 0:
+            self._log_samples(decisions, batch, prompts, samples.texts, scores, n)
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(batch))
         self.log("rm", float(decisions[0].selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
         if "bandit/reward" in metrics:
@@ -227,6 +232,22 @@ class LaserModule(L.LightningModule):
             line["skipped"] = skipped
         with open(self.output_dir / "selections.jsonl", "a") as handle:
             handle.write(json.dumps(line) + "\n")
+
+    def _log_samples(self, decisions: list[Decision], batch: list[Example], prompts: list[str],
+                     responses: list[str], scores: torch.Tensor, n: int, shown_prompts: int = 2) -> None:
+        """Sample completions with their scores and the RM(s) that scored them (rank 0)."""
+        if self.output_dir is None or not self.trainer.is_global_zero:
+            return
+        rm_of_prompt = {p: "+".join(self.rm_pool.names[a] for a in d.selection.arms) for d in decisions for p in d.prompts}
+        rows = [[self.tracker.steps - 1, rm_of_prompt[p], prompts[p], responses[p * n + j], float(scores[p, j]),
+                 batch[p].answer] for p in range(min(shown_prompts, len(batch))) for j in range(n)]
+        columns = ["step", "rm", "prompt", "response", "score", "gold"]
+        with open(self.output_dir / "samples.jsonl", "a") as handle:
+            for row in rows:
+                handle.write(json.dumps(dict(zip(columns, row, strict=True))) + "\n")
+        for logger in self.loggers:
+            if hasattr(logger, "log_table"):  # W&B
+                logger.log_table(key="samples", columns=columns, data=rows, step=self.global_step)
 
     # ---- evaluation ---------------------------------------------------------------------------------
 

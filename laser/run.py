@@ -87,6 +87,16 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool, "selector": selector}
 
 
+def _job_name() -> str | None:
+    """The job's overrides as a name (a sweep's jobs differ by exactly these), or None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().job.override_dirname or None
+    except (ValueError, AttributeError):
+        return None
+
+
 def make_trainer(cfg: DictConfig, output_dir: Path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -95,6 +105,8 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
         if cfg.get("resume") and logger_cfg._target_.endswith("CSVLogger"):
             # A resumed session logs to its own file: the CSV logger would rewrite the earlier one.
             logger_cfg = OmegaConf.merge(logger_cfg, {"version": "resumed-" + _hydra_subdir(cfg.resume)[-19:]})
+        if logger_cfg._target_.endswith("WandbLogger") and not logger_cfg.get("name"):
+            logger_cfg = OmegaConf.merge(logger_cfg, {"name": _job_name()})  # e.g. "bandit=random,seed=3"
         loggers.append(instantiate(logger_cfg))
     checkpoints = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="epoch-{epoch}",
                                   auto_insert_metric_name=False,
@@ -112,6 +124,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     cfg = prepare_output_dir(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
+    if cfg.get("num_threads"):
+        torch.set_num_threads(cfg.num_threads)
     parts = build(cfg, output_dir)
     module, datamodule = parts["module"], parts["datamodule"]
     trainer = make_trainer(cfg, output_dir)

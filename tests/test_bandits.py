@@ -6,13 +6,15 @@ import io
 import math
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
 
 from laser.bandits.base import Selection
+from laser.bandits.build import build_selector
 from laser.bandits.linucb import LinUCB, sherman_morrison_update, ucb_scores
 from laser.bandits.normaliser import QuantileNormaliser
 from laser.bandits.random_choice import RandomSelector
@@ -226,12 +228,24 @@ def test_single_rm_by_name_and_index() -> None:
 # --- Configs ------------------------------------------------------------------------------------------
 
 
+def compose_bandit(name: str) -> DictConfig:
+    """The `bandit` node as `python -m laser.run bandit=<name>` composes it (its `defaults` list pulls in
+    conf/selector_options, so loading the yaml alone would not be the real config)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"bandit={name}"]).bandit
+
+
 @pytest.mark.parametrize("name, cls", [("linucb", LinUCB), ("random", RandomSelector), ("single", SingleRM)])
 def test_bandit_yamls_instantiate_with_pool_supplied_by_caller(name: str, cls: type) -> None:
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
-    assert "num_arms" not in cfg and "arm_names" not in cfg  # the pool supplies these
-    selector = hydra.utils.instantiate(cfg, num_arms=2, arm_names=["a", "b"])
+    assert "num_arms" not in OmegaConf.load(CONF / f"{name}.yaml")  # the pool supplies these
+    assert "arm_names" not in OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = compose_bandit(name)
+    assert cfg.granularity == "batch" and cfg.context == "last_token"  # the shared selector options
+    selector, context = build_selector(cfg, num_arms=2, arm_names=["a", "b"])
     assert isinstance(selector, cls) and selector.arm_names == ["a", "b"]
+    assert context["kind"] == "last_token"
     assert selector.select(E1).arm in (0, 1)
     if name == "linucb":
         assert (selector.alpha, selector.ridge_lambda) == (1.0, 1.0)  # embedded scale; experiments set 0.1
+        assert selector.reset_each_iteration is False

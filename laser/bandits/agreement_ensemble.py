@@ -19,7 +19,8 @@ from laser.errors import LaserConfigError
 def pair_agreement(scores: Mapping[int, torch.Tensor],
                    pairs: Sequence[tuple[int, int, int]]) -> dict[int, torch.Tensor]:
     """arm -> bool tensor [len(pairs)]: whether that RM scores the pair's chosen response strictly above
-    its rejected one. Scores are [num_prompts, n] per arm; pairs are (prompt, chosen, rejected) indices."""
+    its rejected one (a tie or a NaN, an arm that did not score that prompt, is not agreement). Scores are
+    [num_prompts, n] per arm; pairs are (prompt, chosen, rejected) indices."""
     index = torch.tensor([list(pair) for pair in pairs], dtype=torch.long).reshape(-1, 3)
     out = {}
     for arm, s in scores.items():

@@ -85,7 +85,7 @@ class EpsilonGreedy(Selector):
             arm = int(self.rng.integers(self.num_arms))
         else:
             arm = greedy[0] if len(greedy) == 1 else int(greedy[self.rng.integers(len(greedy))])
-        propensity = (1.0 - eps) * (arm in greedy) / len(greedy)
+        propensity = (1.0 - eps) * (arm in greedy) / len(greedy) + eps / self.num_arms
         self.t += 1
         info = {
             "estimates": self.ridge.estimates(x).tolist(),

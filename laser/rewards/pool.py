@@ -31,10 +31,12 @@ class RewardModelPool:
 
     Args:
         models: name -> RM, in arm order (arm i is the i-th key); each RM's `name` is set to its key.
+            A null entry removes that RM (so a config can compose a pool and drop an arm).
         device: where an RM is moved before its first use.
     """
 
-    def __init__(self, models: Mapping[str, RewardModel], device: str = "cpu") -> None:
+    def __init__(self, models: Mapping[str, RewardModel | None], device: str = "cpu") -> None:
+        models = {name: rm for name, rm in models.items() if rm is not None}
         if len(models) == 0:
             raise LaserConfigError("RewardModelPool needs at least one RM in `models`, got none")
         self._models: list[RewardModel] = []

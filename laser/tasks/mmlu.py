@@ -27,11 +27,8 @@ class MMLU(Task):
     rest evaluate, so the two never share a question and every subject keeps its share in both (the
     hub's "auxiliary_train" holds other datasets' questions and is not used). `subjects` restricts
     both parts. `category` is the subject, so per-category accuracies are per-subject accuracies.
-
     Questions include the lettered choices ("A. ...") so reward models see them; golds are A-D.
-    "strict" grading reads the letter on the "Final answer:" line; "flexible" falls back to "The
-    answer is C", the last "(C)" or the last lone capital A-D. `num_fewshot` (at most 5) prepends
-    that many dev rows of the same subject, in file order, as solved examples.
+    Grading and few-shot prompts: see `extract_answer` and `format_prompt`.
     """
 
     name = "mmlu"
@@ -77,9 +74,7 @@ class MMLU(Task):
         self.subjects = None if subjects is None else sorted(set(subjects))
         self.train_fraction = float(train_fraction)
         self.limits = {"train": train_limit, "test": test_limit}
-        self.seed = seed
-        self.num_fewshot = num_fewshot
-        self.extraction = extraction
+        self.seed, self.num_fewshot, self.extraction = seed, num_fewshot, extraction
         self.skipped_rows = 0  # malformed rows dropped while loading
         self._raw: dict[str, dict[str, list[Example]]] = {}  # "test"/"dev" -> subject -> examples
         self._hub = None
@@ -152,7 +147,7 @@ class MMLU(Task):
         files = sorted((folder / kind).glob("*.csv"))
         if not files:
             raise LaserConfigError(f"no MMLU CSV files in {str(folder / kind)!r}; expected {expected}")
-        by_subject = {}
+        by_subject: dict[str, list[Example]] = {}
         for path in files:
             subject = path.stem.removesuffix(f"_{kind}")
             try:
@@ -162,7 +157,7 @@ class MMLU(Task):
                     rows = [(reader.line_num, _csv_row(row)) for row in reader if row and row != _HEADER]
             except (UnicodeDecodeError, csv.Error) as error:
                 raise LaserConfigError(f"MMLU file {str(path)!r} is not a readable CSV: {error}") from error
-            by_subject[subject] = self._parse_rows(kind, subject, str(path), rows)
+            by_subject.update(self._parse_rows(kind, str(path), ((subject, line, row) for line, row in rows)))
         return by_subject
 
     def _read_hub(self, kind: str) -> dict[str, list[Example]]:
@@ -179,24 +174,26 @@ class MMLU(Task):
                 ) from error
         if kind not in self._hub:
             raise LaserConfigError(f"hub id {self.hub_id!r} has no {kind!r} split; it has {list(self._hub)}")
-        grouped: dict[str, list[tuple[int, object]]] = {}
-        for number, row in enumerate(self._hub[kind], start=1):
-            subject = row.get("subject") if isinstance(row, dict) else None
-            grouped.setdefault(subject or self.hub_config, []).append((number, row))
-        source = f"{self.hub_id}:{kind}"
-        return {s: self._parse_rows(kind, s, source, rows) for s, rows in sorted(grouped.items())}
 
-    def _parse_rows(
-        self, kind: str, subject: str, source: str, rows: Iterable[tuple[int, object]]
-    ) -> list[Example]:
-        examples: list[Example] = []
+        def triples() -> Iterable[tuple[str, int, object]]:
+            for number, row in enumerate(self._hub[kind], start=1):
+                subject = row.get("subject") if isinstance(row, dict) else None
+                yield subject or self.hub_config, number, row  # a one-subject config may lack the field
+
+        return self._parse_rows(kind, f"{self.hub_id}:{kind}", triples())
+
+    def _parse_rows(self, kind: str, source: str, rows: Iterable[tuple[str, int, object]]) -> dict[str, list]:
+        """Examples grouped by subject from (subject, line, row) triples; malformed rows are counted."""
+        by_subject: dict[str, list[Example]] = {}
+        seen: dict[str, int] = {}  # rows per subject so far, good or bad: uids stay stable
         bad_lines: list[int] = []
-        for index, (line, row) in enumerate(rows):
+        for subject, line, row in rows:
+            index = seen[subject] = seen.get(subject, -1) + 1
             example = _row_to_example(row, subject, uid=f"mmlu-{kind}-{subject}-{index}", line=line)
             if example is None:
                 bad_lines.append(line)
             else:
-                examples.append(example)
+                by_subject.setdefault(subject, []).append(example)
         if bad_lines:
             self.skipped_rows += len(bad_lines)
             # One warning per file, not one per row: a broken file should not flood the log.
@@ -206,13 +203,13 @@ class MMLU(Task):
                 "answer index 0-3 (or letter A-D)",
                 stacklevel=2,
             )
-        return examples
+        return by_subject
 
     # ----- prompting and grading ---------------------------------------------------------------
 
     def format_prompt(self, example: Example) -> str:
-        """The prompt template with the question (and its choices) filled in, after `num_fewshot`
-        solved dev questions of the same subject."""
+        """The prompt template with the question (and its choices) filled in, after the first
+        `num_fewshot` dev rows of the same subject as solved examples (MMLU's k-shot convention)."""
         prompt = self.prompt_template.replace("{question}", example.question)
         if self.num_fewshot == 0:
             return prompt
@@ -224,7 +221,8 @@ class MMLU(Task):
         return "".join(template.replace("{question}", s.question) + s.target + "\n\n" for s in shots) + prompt
 
     def extract_answer(self, response: str) -> str | None:
-        """The letter on the "Final answer:" line; with extraction="flexible", else the last one found."""
+        """The letter on the "Final answer:" line; with extraction="flexible", else the one in "The
+        answer is C", the last "(C)" or the last lone capital A-D."""
         answer = extract_strict_choice(response, _LETTERS)
         if answer is None and self.extraction == "flexible":
             answer = extract_choice_letter(response, _LETTERS)
