@@ -1,0 +1,89 @@
+"""Bandit contexts (`bandit.context=`, `bandit.context_dim=`) and per-instance selection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from laser.contexts import ContextEncoder
+from laser.errors import LaserConfigError
+from laser.policy import Policy
+from laser.run import run
+from laser.tasks.arithmetic import Arithmetic
+from laser.tiny import build_tiny_causal_lm, build_tokenizer
+
+PROMPTS = ["Q: What is 3 + 4?\nA:", "Q: Is 7 larger than 2?\nA:", "Q: What is 10 + 1?\nA:"]
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    path = build_tiny_causal_lm(str(tmp_path_factory.mktemp("ctx")), Arithmetic(num_train=50, num_test=10),
+                                hidden_size=32, num_layers=1, num_heads=4)
+    return Policy(path, lora={"r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "target_modules": ["q_proj"]})
+
+
+def test_last_token_context_is_the_unit_normalised_policy_embedding(policy):
+    encoded = policy.encode(PROMPTS)
+    contexts = ContextEncoder("last_token")(policy, encoded, PROMPTS)
+    expected = torch.nn.functional.normalize(policy.embed(encoded), dim=-1)
+    assert torch.allclose(contexts, expected, atol=1e-6)
+    assert torch.allclose(contexts.norm(dim=-1), torch.ones(3), atol=1e-6)
+
+
+def test_mean_embedding_context_averages_input_embeddings_over_real_tokens(policy):
+    encoded = policy.encode(PROMPTS)
+    contexts = ContextEncoder("mean_embedding")(policy, encoded, PROMPTS)
+    table = policy.model.get_input_embeddings().weight
+    for i, prompt in enumerate(PROMPTS):  # by hand, from the unpadded ids
+        ids = policy.tokenizer(prompt)["input_ids"]
+        expected = torch.nn.functional.normalize(table[ids].mean(0), dim=0)
+        assert torch.allclose(contexts[i], expected.detach(), atol=1e-5)
+
+
+def test_random_projection_is_seeded_and_has_the_requested_dimension(policy):
+    encoded = policy.encode(PROMPTS)
+    a = ContextEncoder("last_token", context_dim=5, seed=1)(policy, encoded, PROMPTS)
+    b = ContextEncoder("last_token", context_dim=5, seed=1)(policy, encoded, PROMPTS)
+    c = ContextEncoder("last_token", context_dim=5, seed=2)(policy, encoded, PROMPTS)
+    assert a.shape == (3, 5) and torch.equal(a, b) and not torch.allclose(a, c)
+    state = torch.random.get_rng_state()
+    ContextEncoder("last_token", context_dim=5, seed=3)(policy, encoded, PROMPTS)
+    assert torch.equal(state, torch.random.get_rng_state())  # the run's RNG is untouched
+
+
+def test_sentence_encoder_context_from_a_local_folder(policy, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    tokenizer = build_tokenizer(PROMPTS, vocab_size=280)
+    tokenizer.add_special_tokens({"cls_token": "<s>", "sep_token": "</s>"})
+    folder = tmp_path / "encoder"
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    contexts = ContextEncoder("sentence_encoder", context_encoder=str(folder))(policy, policy.encode(PROMPTS), PROMPTS)
+    assert contexts.shape == (3, 16) and torch.allclose(contexts.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert not torch.allclose(contexts[0], contexts[1])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"kind": "hidden"}, "bandit.context='hidden'"),
+    ({"kind": "sentence_encoder"}, "context_encoder"),
+    ({"kind": "last_token", "context_dim": 0}, "context_dim"),
+])
+def test_bad_context_options_are_one_line_errors(kwargs, match):
+    with pytest.raises(LaserConfigError, match=match):
+        ContextEncoder(**kwargs)
+
+
+def test_instance_granularity_makes_one_decision_per_prompt(make_config, tmp_path):
+    out = tmp_path / "run"
+    results = run(make_config(["bandit.granularity=instance", "laser.iterations=1", "data.batch_size=4",
+                               "data.steps_per_iteration=3"], output_dir=out), out)
+    lines = [json.loads(line) for line in (out / "selections.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 * 4 and [line["step"] for line in lines] == [s for s in range(3) for _ in range(4)]
+    assert all(sum(line["categories"].values()) == 1 for line in lines)  # one prompt each
+    assert sum(results["rm_selection_counts"].values()) == 12
+    # Each prompt's 4 responses are scored by its own RM: 3 steps x 4 prompts x 4 samples in all.
+    assert sum(results["rm_calls"].values()) == 3 * 4 * 4
