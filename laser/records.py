@@ -103,7 +103,7 @@ class IterationTracker:
 
 def results_payload(seed: int, wall_seconds: float, config: dict, tracker: IterationTracker,
                     all_names: list[str], rm_calls: dict[str, int], complete: bool, method: str = "",
-                    task: str = "") -> dict[str, Any]:
+                    task: str = "", primary_metric: str = "test/accuracy", skipped_rows: int = 0) -> dict[str, Any]:
     """The `results.json` contract (see README): final metrics are the last iteration's."""
     last = tracker.records[-1] if tracker.records else {}
     final = {k: v for k, v in last.items() if k.startswith("test/")}
@@ -113,6 +113,8 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "complete": complete,
         "method": method,
         "task": task,
+        "primary_metric": primary_metric,
+        "data/skipped_rows": skipped_rows,
         "config": config,
         "final": final,
         "iterations": tracker.records,

@@ -145,7 +145,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         seed=cfg.seed, wall_seconds=module.wall_seconds(), config=OmegaConf.to_container(cfg),
         tracker=module.tracker, all_names=pool.names, rm_calls=pool.call_counts(),
         complete=done >= cfg.laser.iterations, method=method_label(cfg, parts["selector"]),
-        task=parts["task"].name,
+        task=parts["task"].name, primary_metric=parts["task"].primary_metric,
+        skipped_rows=parts["task"].skipped_rows,
     )
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "results.json", payload)
@@ -173,7 +174,7 @@ def main(cfg: DictConfig) -> float | None:
     except LaserConfigError as error:
         print(f"laser: error: {error}", file=sys.stderr)
         sys.exit(2)
-    return payload["final"].get("test/accuracy")  # what a Hydra sweeper optimises
+    return payload["final"].get(payload["primary_metric"])  # what a Hydra sweeper optimises
 
 
 def finish_wandb() -> None:

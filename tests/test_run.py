@@ -129,3 +129,22 @@ def test_results_do_not_depend_on_whether_local_models_were_cached(tmp_path):
     second = run(compose_config(tmp_path / "b", TINY_OVERRIDES, cache), tmp_path / "b")  # reuses
     assert [r["test/accuracy"] for r in first["iterations"]] == [r["test/accuracy"] for r in second["iterations"]]
     assert [r["train/loss"] for r in first["iterations"][1:]] == [r["train/loss"] for r in second["iterations"][1:]]
+
+
+def test_malformed_rows_are_skipped_and_counted_in_results(make_config, tmp_path):
+    data = require_data("gsm8k")
+    local = tmp_path / "gsm8k"
+    local.mkdir()
+    for split in ("train", "test"):
+        rows = (data / f"{split}.jsonl").read_text().splitlines()[:20]
+        if split == "train":
+            rows[3] = '{"question": "no answer field"}'
+            rows.append("not json at all")
+        (local / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    cfg = make_config(["task=gsm8k", f"task.data_dir={local}", "laser.iterations=1", "data.steps_per_iteration=1",
+                       "data.group_by_category=false", "policy.max_new_tokens=4", "policy.warm_start.steps=2",
+                       "policy.tiny.vocab_size=300", "laser.num_samples=2", "data.batch_size=2"])
+    with pytest.warns(UserWarning, match="train.jsonl"):
+        results = run(cfg, tmp_path / "run")
+    assert results["data/skipped_rows"] == 2
+    assert results["primary_metric"] == "test/accuracy" and results["task"] == "gsm8k"

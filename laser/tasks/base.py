@@ -32,6 +32,8 @@ class Task(ABC):
 
     name: str = "task"
     categories: tuple[str, ...] = ()
+    primary_metric: str = "test/accuracy"  # the metric reports rank methods by
+    skipped_rows: int = 0  # malformed source rows skipped while loading (reported in results.json)
 
     @abstractmethod
     def train_examples(self) -> list[Example]:
