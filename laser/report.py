@@ -39,7 +39,6 @@ log = logging.getLogger("laser.report")
 
 SFT = "SFT"  # the row of iteration-0 accuracies (before preference training)
 NO_CATEGORY = "(none)"  # the category of a decision whose prompts carry none
-CATEGORY_PREFIX = "test/accuracy/"
 
 # Two-sided 95% Student-t quantiles t(0.975, df) for small df, where the normal approximation fails.
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
@@ -62,8 +61,14 @@ class Job:
     results: dict[str, Any]
     selections: list[dict[str, Any]]
 
-    def accuracy(self, iteration: int | None = None, key: str = "test/accuracy") -> float | None:
-        """`key` after `iteration` (None: the final metrics; 0: before preference training)."""
+    @property
+    def metric(self) -> str:
+        """The task's primary metric (accuracy for reasoning, win rate or F1 for the other settings)."""
+        return str(self.results.get("primary_metric") or "test/accuracy")
+
+    def accuracy(self, iteration: int | None = None, key: str | None = None) -> float | None:
+        """`key` (default: the primary metric) after `iteration` (None: final; 0: before training)."""
+        key = key or self.metric
         if iteration is None:
             value = self.results.get("final", {}).get(key)
         else:
@@ -72,8 +77,9 @@ class Job:
         return None if value is None or _is_nan(value) else float(value)
 
     def categories(self) -> list[str]:
-        """Task categories with a final accuracy (`test/accuracy/<category>` keys)."""
-        return [k[len(CATEGORY_PREFIX):] for k in self.results.get("final", {}) if k.startswith(CATEGORY_PREFIX)]
+        """Task categories with a final primary metric (`<metric>/<category>` keys)."""
+        prefix = self.metric + "/"
+        return [k[len(prefix):] for k in self.results.get("final", {}) if k.startswith(prefix)]
 
 
 def read_selections(path: Path) -> list[dict[str, Any]]:
@@ -176,7 +182,7 @@ def _cell(jobs: list[Job], iteration: int | None, categories: list[str], cost: b
     cell: dict[str, Any] = {
         "accuracy": summarise(per_seed_means(jobs, lambda j: j.accuracy(iteration)).values()),
         "categories": {c: summarise(per_seed_means(jobs, lambda j, c=c: j.accuracy(
-            iteration, CATEGORY_PREFIX + c)).values()) for c in categories},
+            iteration, f"{j.metric}/{c}")).values()) for c in categories},
         "seeds": sorted({j.seed for j in jobs}),
         "runs": len(jobs),
     }
