@@ -259,6 +259,13 @@ class LaserModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.last_eval = self.task.evaluate(self._eval_responses, self._eval_examples)
+        writer = getattr(self.task, "write_alpaca_eval_outputs", None)
+        if writer and self.output_dir is not None and self.trainer.is_global_zero:  # for the official judge
+            iteration = 0 if self.trainer.state.fn == "validate" else self.current_epoch + 1
+            folder = self.output_dir / "model_outputs"
+            folder.mkdir(exist_ok=True)
+            writer(folder / f"iteration-{iteration}.json", self._eval_responses, self._eval_examples,
+                   generator=f"laser-{type(self.selector).__name__}")
         self._eval_responses, self._eval_examples = [], []
         self.log_dict(self.last_eval, on_epoch=True, batch_size=1)
         if self.trainer.state.fn == "validate":  # the evaluation before training: iteration 0

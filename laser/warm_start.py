@@ -29,9 +29,10 @@ def sft_batch(tokenizer, prompts: list[str], targets: list[str], max_tokens: int
     for prompt, target in zip(prompts, targets, strict=True):
         p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
         t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = (p + t)[-max_tokens:]
-        rows.append(ids)
-        labels.append(([-100] * len(p) + t)[-max_tokens:])
+        p = p[-max_tokens // 2:]  # keep the end of a long prompt (the question) ...
+        t = t[: max_tokens - len(p)]  # ... and the start of a long target
+        rows.append(p + t)
+        labels.append([-100] * len(p) + t)
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
     return {

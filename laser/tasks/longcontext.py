@@ -1,0 +1,285 @@
+"""Long-context question answering, scored by token F1 (LongBench; HotpotQA distractor offline).
+
+The paper's third setting: no training, best-of-n answer selection on long passages (see
+`laser.bestofn`). Two sources give the same kind of Example:
+
+- `hotpotqa`: HotpotQA dev, distractor setting, from a local `dev_distractor.json` (7,405 questions,
+  10 titled Wikipedia paragraphs each, 2 of them gold). The paragraphs are joined, in file order, into
+  one passage "Title: <title>\\n<sentences>"; this is the source LongBench's HotpotQA task is built from.
+- `longbench`: `THUDM/LongBench` from the Hugging Face hub, one or more `subsets` (hotpotqa,
+  2wikimqa, musique, narrativeqa, qasper, multifieldqa_en, ...), fields `input`, `context`, `answers`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from laser.errors import LaserConfigError
+from laser.metrics import best_f1, exact_match
+from laser.tasks.base import Example, Task
+
+SOURCES = ("hotpotqa", "longbench")
+HOTPOTQA_FILE = "dev_distractor.json"
+_PLACEHOLDER = re.compile(r"\{(context|input)\}")
+_LONGBENCH_ANSWER = " Do not provide any explanation.\n\nQuestion: {input}\n\nAnswer:"
+
+
+class LongContextQA(Task):
+    """Open-ended QA over a long passage; an answer is scored by its best token F1 against the golds.
+
+    `Example.question` is the full prompt (passage + question in LongBench's wording), `answer` the
+    first gold answer, `meta["answers"]` all of them, `meta["passage"]` / `meta["question"]` the raw
+    parts (for programmatic RMs), `category` the subset ("hotpotqa" for the local source).
+
+    Args:
+        source: "hotpotqa" (local `data_dir` with dev_distractor.json) or "longbench" (hub).
+        data_dir: folder holding dev_distractor.json (source=hotpotqa).
+        hub_id, subsets: the LongBench hub dataset and which of its subsets to load (split "test").
+        limit: a seeded random subset of this many questions per subset (None: all).
+        train_limit: questions per subset drawn from the rows NOT in the test subset, only for a
+            locally built policy's tokenizer and warm start (best-of-n never trains); 0 = none.
+        seed: seeds both subsets (same seed, same rows).
+        prompt_template: overrides the LongBench prompt for every subset ({context} and {input}).
+        first_line: grade only the first non-empty line of a response (a base model keeps writing).
+    """
+
+    # LongBench's prompts (dataset2prompt.json). Multi-document QA (hotpotqa, 2wikimqa, musique) uses
+    # `prompt_template`; the instruction is repeated after the passage because a long passage pushes
+    # the first copy far from where the answer starts. "asconcisely" is LongBench's own spelling.
+    prompt_template: str = (
+        "Answer the question based on the given passages. Only give me the answer and do not output any "
+        "other words.\n\nThe following are given passages.\n{context}\n\nAnswer the question based on the "
+        "given passages. Only give me the answer and do not output any other words.\n\nQuestion: {input}\nAnswer:"
+    )
+    subset_prompts: dict[str, str] = {
+        "narrativeqa": (
+            "You are given a story, which can be either a novel or a movie script, and a question. Answer the "
+            "question asconcisely as you can, using a single phrase if possible. Do not provide any explanation."
+            "\n\nStory: {context}\n\nNow, answer the question based on the story asconcisely as you can, using "
+            "a single phrase if possible." + _LONGBENCH_ANSWER
+        ),
+        "qasper": (
+            "You are given a scientific article and a question. Answer the question as concisely as you can, "
+            "using a single phrase or sentence if possible. If the question cannot be answered based on the "
+            "information in the article, write \"unanswerable\". If the question is a yes/no question, answer "
+            "\"yes\", \"no\", or \"unanswerable\". Do not provide any explanation.\n\nArticle: {context}\n\n "
+            "Answer the question based on the above article as concisely as you can, using a single phrase or "
+            "sentence if possible. If the question cannot be answered based on the information in the article, "
+            "write \"unanswerable\". If the question is a yes/no question, answer \"yes\", \"no\", or "
+            "\"unanswerable\"." + _LONGBENCH_ANSWER
+        ),
+        "multifieldqa_en": (
+            "Read the following text and answer briefly.\n\n{context}\n\nNow, answer the following question "
+            "based on the above text, only give me the answer and do not output any other words.\n\n"
+            "Question: {input}\nAnswer:"
+        ),
+    }
+    primary_metric = "test/f1"
+
+    def __init__(
+        self,
+        source: str = "hotpotqa",
+        data_dir: str | None = None,
+        hub_id: str = "THUDM/LongBench",
+        subsets: Sequence[str] = ("hotpotqa",),
+        limit: int | None = None,
+        train_limit: int = 0,
+        seed: int = 0,
+        prompt_template: str | None = None,
+        first_line: bool = True,
+    ) -> None:
+        if source not in SOURCES:
+            raise LaserConfigError(f"task.source={source!r} is not one of {list(SOURCES)}")
+        if source == "hotpotqa" and not data_dir:
+            raise LaserConfigError("task.source=hotpotqa reads a local dev_distractor.json: pass "
+                                   "task.data_dir=../shared/data/hotpotqa (or task=longbench for the hub)")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise LaserConfigError(f"task.limit={limit!r} must be a positive integer or null (all rows)")
+        if isinstance(train_limit, bool) or not isinstance(train_limit, int) or train_limit < 0:
+            raise LaserConfigError(f"task.train_limit={train_limit!r} must be an integer >= 0")
+        subsets = [str(s) for s in ([subsets] if isinstance(subsets, str) else subsets)]
+        if source == "longbench" and not subsets:
+            raise LaserConfigError("task.subsets is empty: name LongBench subsets, e.g. [hotpotqa, musique]")
+        if prompt_template is not None:
+            if "{context}" not in prompt_template or "{input}" not in prompt_template:
+                raise LaserConfigError(f"task.prompt_template={prompt_template!r} needs both {{context}} and {{input}}")
+            self.prompt_template = prompt_template
+            self.subset_prompts = {}  # one explicit template replaces LongBench's per-subset ones
+        self.source = source
+        self.name = source
+        self.data_dir, self.hub_id = data_dir, hub_id
+        self.subsets = ["hotpotqa"] if source == "hotpotqa" else subsets
+        self.categories = tuple(self.subsets)
+        self.limit, self.train_limit, self.seed = limit, train_limit, seed
+        self.first_line = first_line
+        self.skipped_rows = 0
+        self._rows: dict[str, list[Example]] = {}  # every parsed row per subset, loaded once
+        self._test_indices: dict[str, list[int]] = {}
+
+    # ----- loading -----------------------------------------------------------------------------
+
+    def test_examples(self) -> list[Example]:
+        """The evaluation questions: per subset, all rows or a seeded subset of `limit`."""
+        return [self._subset_rows(s)[i] for s in self.subsets for i in self._test_subset(s)]
+
+    def train_examples(self) -> list[Example]:
+        """Up to `train_limit` rows per subset that are not test rows (for a tiny policy's tokenizer and
+        warm start only); [] by default."""
+        if self.train_limit == 0:
+            return []
+        examples = []
+        for subset in self.subsets:
+            held_out = set(self._test_subset(subset))
+            rest = [i for i in range(len(self._subset_rows(subset))) if i not in held_out]
+            rng = random.Random(f"longcontext:train:{subset}:{self.seed}")
+            chosen = sorted(rng.sample(rest, min(self.train_limit, len(rest))))
+            examples.extend(self._subset_rows(subset)[i] for i in chosen)
+        return examples
+
+    def _test_subset(self, subset: str) -> list[int]:
+        if subset not in self._test_indices:
+            count = len(self._subset_rows(subset))
+            indices = list(range(count))
+            if self.limit is not None and self.limit < count:
+                # A string seed hashes deterministically; sorted indices keep the file's order.
+                rng = random.Random(f"longcontext:test:{subset}:{self.seed}")
+                indices = sorted(rng.sample(indices, self.limit))
+            self._test_indices[subset] = indices
+        return self._test_indices[subset]
+
+    def _subset_rows(self, subset: str) -> list[Example]:
+        if subset not in self._rows:
+            rows = self._read_hotpotqa() if self.source == "hotpotqa" else self._read_longbench(subset)
+            self._rows[subset] = self._parse(subset, rows)
+        return self._rows[subset]
+
+    def _read_hotpotqa(self) -> Iterable[tuple[int, object]]:
+        from hydra.utils import to_absolute_path
+
+        folder = Path(to_absolute_path(str(Path(self.data_dir).expanduser())))
+        path = folder / HOTPOTQA_FILE
+        if not path.is_file():
+            raise LaserConfigError(f"{str(path)!r} is missing; task.data_dir must be a folder with {HOTPOTQA_FILE}")
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise LaserConfigError(f"{str(path)!r} is not valid JSON ({error.msg} at line {error.lineno})") from None
+        if not isinstance(rows, list):
+            raise LaserConfigError(f"{str(path)!r} must hold a JSON list of questions, got a {type(rows).__name__}")
+        return enumerate(rows)
+
+    def _read_longbench(self, subset: str) -> Iterable[tuple[int, object]]:
+        try:
+            import datasets
+
+            dataset = datasets.load_dataset(self.hub_id, subset, split="test")
+        except Exception as error:  # offline, unknown subset, script-based dataset: all end the same way
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise LaserConfigError(
+                f"could not load {self.hub_id!r} subset {subset!r}: {reason}; offline, use the local HotpotQA "
+                "source: task=hotpotqa task.data_dir=../shared/data/hotpotqa"
+            ) from error
+        return enumerate(dataset)
+
+    def _parse(self, subset: str, rows: Iterable[tuple[int, object]]) -> list[Example]:
+        examples, bad = [], []
+        for index, row in rows:
+            parse = _hotpotqa_row if self.source == "hotpotqa" else _longbench_row
+            parts = parse(row)
+            if parts is None:
+                bad.append(index)
+                continue
+            uid, question, passage, answers, meta = parts
+            prompt = self._prompt(subset, passage, question)
+            examples.append(Example(uid=f"{subset}-{uid or index}", question=prompt, answer=answers[0],
+                                    target=answers[0], category=subset,
+                                    meta={"answers": answers, "passage": passage, "question": question, **meta}))
+        if bad:
+            self.skipped_rows += len(bad)
+            warnings.warn(f"skipped {len(bad)} malformed {self.source} row(s) in subset {subset!r} (first at row "
+                          f"{bad[0]}): each needs a question, a passage and at least one gold answer", stacklevel=4)
+        return examples
+
+    def _prompt(self, subset: str, passage: str, question: str) -> str:
+        template = self.subset_prompts.get(subset, self.prompt_template)
+        # One pass, so braces inside the passage are never taken for placeholders.
+        return _PLACEHOLDER.sub(lambda m: passage if m.group(1) == "context" else question, template)
+
+    # ----- prompting and grading ---------------------------------------------------------------
+
+    def format_prompt(self, example: Example) -> str:
+        """The prompt is built at load time (it holds the passage): `Example.question` as it is."""
+        return example.question
+
+    def extract_answer(self, response: str) -> str:
+        """The response's first non-empty line (or all of it with first_line=False), stripped."""
+        text = response.strip()
+        if self.first_line:
+            text = text.split("\n", 1)[0].strip()
+        return text
+
+    def f1(self, response: str, example: Example) -> float:
+        """The answer's best token F1 against the example's gold answers."""
+        return best_f1(self.extract_answer(response), gold_answers(example))
+
+    def is_correct(self, response: str, example: Example) -> bool:
+        """Exact match after normalisation with any gold answer."""
+        return exact_match(self.extract_answer(response), gold_answers(example))
+
+    def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
+        """`test/f1`, `test/f1/<subset>` and `test/exact_match`, averaged over the examples."""
+        pairs = list(zip(responses, examples, strict=True))
+        scores = [self.f1(r, e) for r, e in pairs]
+        metrics = {"test/f1": sum(scores) / max(len(scores), 1),
+                   "test/exact_match": sum(self.is_correct(r, e) for r, e in pairs) / max(len(pairs), 1)}
+        for subset in sorted({e.category for e in examples}):
+            own = [s for s, e in zip(scores, examples, strict=True) if e.category == subset]
+            metrics[f"test/f1/{subset}"] = sum(own) / len(own)
+        return metrics
+
+
+def gold_answers(example: Example) -> list[str]:
+    """All gold answers of an example (`meta["answers"]`, else its single `answer`)."""
+    return list(example.meta.get("answers") or [example.answer])
+
+
+def hotpotqa_passage(paragraphs: list) -> str:
+    """The 10 titled paragraphs as one passage, in file order: "Title: <title>\\n<sentences>" each."""
+    # HotpotQA's sentences keep their leading spaces, so joining them with "" restores the paragraph.
+    return "\n\n".join(f"Title: {title}\n{''.join(sentences).strip()}" for title, sentences in paragraphs)
+
+
+def _hotpotqa_row(row: object) -> tuple | None:
+    """(uid, question, passage, answers, meta) from a dev_distractor.json row, or None if malformed."""
+    if not isinstance(row, dict):
+        return None
+    question, answer, context = row.get("question"), row.get("answer"), row.get("context")
+    if not (isinstance(question, str) and question.strip() and isinstance(answer, str) and answer.strip()):
+        return None
+    valid = isinstance(context, list) and context and all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], list)
+        and all(isinstance(s, str) for s in p[1]) for p in context)
+    if not valid:
+        return None
+    meta = {"type": row.get("type", ""), "level": row.get("level", "")}
+    return str(row.get("_id") or ""), question.strip(), hotpotqa_passage(context), [answer.strip()], meta
+
+
+def _longbench_row(row: object) -> tuple | None:
+    """(uid, question, passage, answers, meta) from a LongBench row, or None if malformed."""
+    if not isinstance(row, dict):
+        return None
+    question, passage, answers = row.get("input"), row.get("context"), row.get("answers")
+    if not (isinstance(question, str) and question.strip() and isinstance(passage, str) and passage.strip()):
+        return None
+    if not isinstance(answers, list):
+        return None
+    answers = [a.strip() for a in answers if isinstance(a, str) and a.strip()]
+    if not answers:
+        return None
+    return str(row.get("_id") or ""), question.strip(), passage, answers, {"length": row.get("length")}
