@@ -7,7 +7,8 @@
 For each batch of questions, top to bottom:
   1. contexts: the bandit's view of each question (`ContextEncoder`, as in training runs);
   2. ONE decision per question (`bandit.granularity` is forced to "instance");
-  3. n answers per question from one batched `generate` call (`num_samples`);
+  3. n answers per question from one batched `generate` call (`num_samples`), each cut to its first
+     line (`LongContextQA.extract_answer`): what the RMs score and F1 grades;
   4. only the chosen RM(s) score that question's answers (`decisions.score_decisions`);
   5. the best-scored answer is the prediction; its token F1 against the golds is reported;
   6. the bandit is updated with a reward normalised to [0, 1] by `QuantileNormaliser`.
@@ -24,7 +25,9 @@ it shows what a bandit could learn with perfect feedback, for analysis only, and
 Assumptions: the task grades free-text answers by F1 (`LongContextQA`); num_samples >= 2 (best-of-1
 has nothing to choose and consensus needs another sample). Writes `results.json` (final:
 test/f1, test/f1/<subset>, test/oracle_f1 = best of n by gold F1, an upper bound, and
-test/first_sample_f1 = no selection) and `selections.jsonl` (one line per decision).
+test/first_sample_f1 = no selection; `iterations` 0 and 1 hold the first-sample and best-of-n
+figures so `python -m laser.report` reads a best-of-n sweep) and `selections.jsonl` (one line per
+decision, with its F1 and picked answer).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Any
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from laser.bandits.base import StepFeedback
 from laser.decisions import Decision, decide, score_decisions
@@ -71,7 +74,7 @@ def decision_reward(signal: str, answers: list[str], pick: int, golds: list[str]
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Fail before any model loads on a bad knob."""
+    """Fail before any model loads on a bad knob; force one bandit decision per question."""
     if cfg.reward not in REWARDS:
         raise LaserConfigError(f"reward={cfg.reward!r} is not one of {list(REWARDS)}")
     for key, least in (("num_samples", 2), ("batch_size", 1)):
@@ -80,6 +83,11 @@ def check_settings(cfg: DictConfig) -> None:
             raise LaserConfigError(f"{key}={value!r} must be an integer >= {least}")
     if cfg.get("resume"):
         raise LaserConfigError("best-of-n runs cannot be resumed (nothing is checkpointed): rerun without resume=")
+    if cfg.bandit.get("granularity", "instance") != "instance":
+        log.info("bandit.granularity=%s -> instance: best-of-n makes one RM choice per question",
+                 cfg.bandit.granularity)
+    with open_dict(cfg):
+        cfg.bandit.granularity = "instance"  # so the saved config says what ran
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
@@ -91,8 +99,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     if not hasattr(task, "f1"):
         raise LaserConfigError(f"task {task.name!r} does not grade by F1; best-of-n needs task=hotpotqa or longbench")
     pool = instantiate(cfg.rm_pool, _convert_="all")
-    bandit_cfg = OmegaConf.merge(cfg.bandit, {"granularity": "instance"})  # one RM choice per question
-    selector, context_options = build_selector(bandit_cfg, num_arms=len(pool), arm_names=pool.names)
+    selector, context_options = build_selector(cfg.bandit, num_arms=len(pool), arm_names=pool.names)
     encoder = ContextEncoder(**context_options, seed=cfg.seed)
     normaliser = instantiate(cfg.reward_normaliser)
     examples = task.test_examples()
@@ -166,17 +173,20 @@ def settle(parts: dict[str, Any], signal: str, decision: Decision, outcome: dict
             "propensity": decision.selection.propensity, "f1": sample_f1[pick], "answer": answers[pick]}
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The final metrics from per-question rows (picked, oracle and first-sample F1, subset)."""
-    def mean(key: str, subset: str | None = None) -> float:
+def f1_metrics(rows: list[dict[str, Any]], key: str = "f1") -> dict[str, float]:
+    """`test/f1` and `test/f1/<subset>`: the mean of per-question `key` (picked, oracle or first F1)."""
+    def mean(subset: str | None = None) -> float:
         values = [r[key] for r in rows if subset is None or r["category"] == subset]
         return sum(values) / max(len(values), 1)
 
-    final = {"test/f1": mean("f1")}
-    for subset in sorted({r["category"] for r in rows}):
-        final[f"test/f1/{subset}"] = mean("f1", subset)
-    final.update({"test/oracle_f1": mean("oracle_f1"), "test/first_sample_f1": mean("first_f1")})
-    return final
+    return {"test/f1": mean(), **{f"test/f1/{s}": mean(s) for s in sorted({r["category"] for r in rows})}}
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The final metrics: F1 of the picked answers (all and per subset), of the best of n by gold F1
+    (an upper bound on any selector) and of the first sample (no selection)."""
+    first, oracle = f1_metrics(rows, "first_f1"), f1_metrics(rows, "oracle_f1")
+    return {**f1_metrics(rows), "test/oracle_f1": oracle["test/f1"], "test/first_sample_f1": first["test/f1"]}
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -193,14 +203,15 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     parts = build(cfg)
     examples, n, tally = parts["examples"], cfg.num_samples, Tally()
     started = time.perf_counter()
-    with open(output_dir / "selections.jsonl", "a") as selections:
+    with open(output_dir / "selections.jsonl", "w") as selections:  # a fresh run: no resume here
         for step, start in enumerate(range(0, len(examples), cfg.batch_size)):
             batch = examples[start:start + cfg.batch_size]
             outcome = answer_batch(parts, batch, n)
             tally.generated_tokens += outcome["generated_tokens"]
             for decision in outcome["decisions"]:
                 line = settle(parts, cfg.reward, decision, outcome, batch, n, tally)
-                selections.write(json.dumps({"step": step, **line}) + "\n")
+                # iteration 1: one pass over the questions (laser.report reads the key as in training runs)
+                selections.write(json.dumps({"step": step, "iteration": 1, **line}) + "\n")
             selections.flush()  # a killed run keeps every finished batch's decisions
             log.info("step %d: %d/%d questions, F1 so far %.3f", step, len(tally.rows), len(examples),
                      summarise(tally.rows)["test/f1"])
@@ -212,16 +223,22 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 def results_payload(cfg: DictConfig, parts: dict[str, Any], tally: Tally, wall_seconds: float) -> dict[str, Any]:
     """The `results.json` of a best-of-n run (the training runs' keys where they apply)."""
-    task, pool = parts["task"], parts["pool"]
+    task, pool, final = parts["task"], parts["pool"], summarise(tally.rows)
+    counts = {name: tally.selection_counts.get(name, 0) for name in pool.names}
     return {
         "seed": cfg.seed, "wall_seconds": wall_seconds, "complete": len(tally.rows) == len(parts["examples"]),
         "method": method_label(cfg, parts["selector"]), "task": task.name, "primary_metric": task.primary_metric,
         "data/skipped_rows": task.skipped_rows, "config": OmegaConf.to_container(cfg),
-        "final": summarise(tally.rows),
+        "final": final,
+        # As training runs write them, so laser.report's tables and plots read best-of-n sweeps too:
+        # iteration 0 = the first sample (the policy alone, the report's SFT row), 1 = best-of-n.
+        "iterations": [{"iteration": 0, **f1_metrics(tally.rows, "first_f1")},
+                       {"iteration": 1, **final, "rm_selection_counts": counts, "rm_calls": pool.call_counts(),
+                        "generated_tokens": tally.generated_tokens, "wall_seconds": wall_seconds}],
         "num_questions": len(tally.rows), "num_samples": cfg.num_samples,
         "generated_tokens": tally.generated_tokens,
         "reward": {"signal": cfg.reward, "uses_gold_labels": REWARDS[cfg.reward]},
-        "rm_selection_counts": {name: tally.selection_counts.get(name, 0) for name in pool.names},
+        "rm_selection_counts": counts,
         "rm_calls": pool.call_counts(),  # answers scored per RM: only chosen RMs ever run
         "skipped_updates": tally.skipped_updates,  # questions whose chosen RM gave no finite score
     }
