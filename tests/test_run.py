@@ -148,3 +148,21 @@ def test_malformed_rows_are_skipped_and_counted_in_results(make_config, tmp_path
         results = run(cfg, tmp_path / "run")
     assert results["data/skipped_rows"] == 2
     assert results["primary_metric"] == "test/accuracy" and results["task"] == "gsm8k"
+
+
+@pytest.mark.parametrize(("task", "folder", "extra", "metric"), [
+    ("strategyqa", "strategyqa", [], "test/accuracy"),
+    ("mmlu", "mmlu", ["task.subjects=[anatomy,virology]"], "test/accuracy_macro"),
+    ("mt_bench", "mt_bench", [], "test/mean_length"),
+])
+def test_each_task_runs_offline_on_its_local_files(task, folder, extra, metric, make_config, tmp_path):
+    data = require_data(folder)
+    location = f"task.data_file={data / 'question.jsonl'}" if task == "mt_bench" else f"task.data_dir={data}"
+    cfg = make_config([f"task={task}", location, "task.train_limit=16", "task.test_limit=4", "laser.iterations=1",
+                       "data.steps_per_iteration=1", "data.group_by_category=false", "data.batch_size=2",
+                       "laser.num_samples=2", "policy.max_new_tokens=6", "policy.warm_start.steps=2",
+                       "policy.tiny.vocab_size=300"] + (["rm_pool=tiny_instruct", "laser.nll_weight=0"]
+                                                        if task == "mt_bench" else []) + extra)
+    results = run(cfg, tmp_path / "run")
+    assert results["task"] == task and metric in results["final"]
+    assert len(results["iterations"]) == 2
