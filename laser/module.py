@@ -116,15 +116,18 @@ class LaserModule(L.LightningModule):
         if self._pending_rng is not None:  # first step after a resume: continue the saved streams
             set_rng_state(self._pending_rng)
             self._pending_rng = None
-        policy, n = self.policy, self.num_samples
+        policy, n, phase = self.policy, self.num_samples, self.tracker.phase
         prompts = [self.task.format_prompt(example) for example in batch]
-        encoded = policy.encode(prompts)
-
-        contexts = self.context_encoder(policy, encoded, prompts)  # [B, d], no grad
-        decisions = decide(self.selector, contexts)  # one per batch (paper) or one per prompt
-        samples = policy.sample(encoded, n)  # n per prompt, one generate call
-        scores, per_arm = score_decisions(self.rm_pool, self.selector, decisions, batch, prompts, samples.texts,
-                                          n, self.task)  # only the chosen RMs run
+        with phase("embed"):
+            encoded = policy.encode(prompts)
+            contexts = self.context_encoder(policy, encoded, prompts)  # [B, d], no grad
+        with phase("bandit"):
+            decisions = decide(self.selector, contexts)  # one per batch (paper) or one per prompt
+        with phase("generate"):
+            samples = policy.sample(encoded, n)  # n per prompt, one generate call
+        with phase("score"):
+            scores, per_arm = score_decisions(self.rm_pool, self.selector, decisions, batch, prompts,
+                                              samples.texts, n, self.task)  # only the chosen RMs run
         self.tracker.on_step(samples.num_generated_tokens)
 
         if not torch.isfinite(scores).all():
@@ -137,15 +140,16 @@ class LaserModule(L.LightningModule):
         if not pairs:
             return self._skip("no_pairs", decisions, batch)
 
-        pair_losses, metrics = self._preference_loss(policy.unpadded_prompt_ids(encoded), samples.response_ids,
-                                                     pairs, n)
-        loss = pair_losses.mean()
-        optimiser = self.optimizers()
-        optimiser.zero_grad()
-        self.manual_backward(loss)
-        if self.max_grad_norm:
-            self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
-        optimiser.step()
+        with phase("train"):
+            pair_losses, metrics = self._preference_loss(policy.unpadded_prompt_ids(encoded),
+                                                         samples.response_ids, pairs, n)
+            loss = pair_losses.mean()
+            optimiser = self.optimizers()
+            optimiser.zero_grad()
+            self.manual_backward(loss)
+            if self.max_grad_norm:
+                self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+            optimiser.step()
         self.tracker.on_loss(float(loss.detach()))
 
         feedback = StepFeedback(scores=per_arm, pairs=pairs)
@@ -155,7 +159,8 @@ class LaserModule(L.LightningModule):
                 self._record(decision, batch, None, None, skipped="no_pairs")
                 continue
             reward = self.normaliser(reward_raw)
-            self.selector.update(decision.selection, decision.context, reward, feedback)
+            with phase("bandit"):
+                self.selector.update(decision.selection, decision.context, reward, feedback)
             accuracy = gold_pair_accuracy(self.task, batch, samples.texts, n,
                                           [p for p in pairs if p[0] in set(decision.prompts)])
             self._record(decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
@@ -280,6 +285,10 @@ class LaserModule(L.LightningModule):
             optimiser = self.optimizers().optimizer
             optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
         self.selector.on_iteration_end(self.current_epoch + 1)
+        accounting = {f"time/{phase}": seconds for phase, seconds in self.tracker.phase_seconds.items()}
+        accounting["tokens/generated"] = float(self.tracker.generated_tokens)
+        accounting.update({f"rm_calls/{name}": float(c) for name, c in self.rm_pool.call_counts().items()})
+        self.log_dict(accounting, on_epoch=True, on_step=False, batch_size=1)
         self._close_iteration(self.current_epoch + 1)
         if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:
             self.trainer.should_stop = True  # the checkpoint of this iteration is still written

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +54,31 @@ class IterationTracker:
         self.selection_counts: Counter[str] = Counter()  # whole run
         self.skipped: Counter[str] = Counter()  # steps skipped, by reason
         self.steps = 0  # LASeR steps taken, skipped ones included
+        self.total_phase_seconds: Counter[str] = Counter()
+        self.total_generated_tokens = 0
         self._reset()
 
     def _reset(self) -> None:
         self.losses: list[float] = []
         self.iteration_counts: Counter[str] = Counter()
         self.generated_tokens = 0
+        self.phase_seconds: Counter[str] = Counter()
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase of the step (embed, bandit, generate, score, train) into this iteration's record."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.phase_seconds[name] += elapsed
+            self.total_phase_seconds[name] += elapsed
 
     def on_step(self, generated_tokens: int) -> None:
         self.steps += 1
         self.generated_tokens += generated_tokens
+        self.total_generated_tokens += generated_tokens
 
     def on_decision(self, arm_names: list[str]) -> None:
         for name in arm_names:
@@ -80,6 +98,7 @@ class IterationTracker:
             "rm_selection_counts": {name: self.iteration_counts.get(name, 0) for name in all_names},
             "rm_calls": dict(rm_calls),
             "generated_tokens": self.generated_tokens,
+            "phase_seconds": dict(self.phase_seconds),
             "wall_seconds": wall_seconds,
         }
         self.records.append(record)
@@ -89,7 +108,9 @@ class IterationTracker:
     def state_dict(self) -> dict[str, Any]:
         return {"records": self.records, "selection_counts": dict(self.selection_counts),
                 "skipped": dict(self.skipped), "steps": self.steps, "losses": self.losses,
-                "iteration_counts": dict(self.iteration_counts), "generated_tokens": self.generated_tokens}
+                "iteration_counts": dict(self.iteration_counts), "generated_tokens": self.generated_tokens,
+                "phase_seconds": dict(self.phase_seconds), "total_phase_seconds": dict(self.total_phase_seconds),
+                "total_generated_tokens": self.total_generated_tokens}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.records = list(state["records"])
@@ -99,6 +120,9 @@ class IterationTracker:
         self.losses = list(state["losses"])
         self.iteration_counts = Counter(state["iteration_counts"])
         self.generated_tokens = state["generated_tokens"]
+        self.phase_seconds = Counter(state.get("phase_seconds", {}))
+        self.total_phase_seconds = Counter(state.get("total_phase_seconds", {}))
+        self.total_generated_tokens = state.get("total_generated_tokens", 0)
 
 
 def results_payload(seed: int, wall_seconds: float, config: dict, tracker: IterationTracker,
@@ -120,5 +144,7 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "iterations": tracker.records,
         "rm_selection_counts": {name: tracker.selection_counts.get(name, 0) for name in all_names},
         "rm_calls": dict(rm_calls),
+        "generated_tokens": tracker.total_generated_tokens,
+        "phase_seconds": dict(tracker.total_phase_seconds),
         "skipped_steps": dict(tracker.skipped),
     }

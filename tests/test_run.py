@@ -69,6 +69,10 @@ def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, 
     # Only the chosen RM scores each step: 8 prompts x 4 samples per step, never K times that.
     assert sum(results["rm_calls"].values()) == 12 * cfg.data.batch_size * cfg.laser.num_samples
     assert results["iterations"][1]["generated_tokens"] > 0
+    assert results["generated_tokens"] == sum(r["generated_tokens"] for r in results["iterations"])
+    phases = results["iterations"][1]["phase_seconds"]
+    assert set(phases) == {"embed", "bandit", "generate", "score", "train"} and all(v > 0 for v in phases.values())
+    assert results["phase_seconds"]["generate"] >= phases["generate"]
     assert (out / "checkpoints" / "last.ckpt").exists() and (out / "csv" / "metrics.csv").exists()
     header = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "train/loss"} <= set(header)
