@@ -55,11 +55,20 @@ class IterationBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from iteration_batches(self.examples, self.batch_size, self.steps, self.seed, self.epoch,
-                                     self.group_by_category)
+        # Under DDP every rank draws the same global order and takes its own share of the batches.
+        rank, world = _rank_and_world()
+        batches = iteration_batches(self.examples, self.batch_size, self.steps * world, self.seed, self.epoch,
+                                    self.group_by_category)
+        yield from batches[rank::world]
 
     def __len__(self) -> int:
         return self.steps
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def _as_list(batch: list[Example]) -> list[Example]:

@@ -97,6 +97,7 @@ class LaserModule(L.LightningModule):
         self._eval_responses: list[str] = []
         self._eval_examples: list[Example] = []
         self._pending_rng: dict[str, Any] | None = None
+        self.last_rm_calls: dict[str, int] = rm_pool.call_counts()  # summed over ranks
         self._iteration_started = time.perf_counter()
         self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
         self._session_started = time.perf_counter()
@@ -122,7 +123,7 @@ class LaserModule(L.LightningModule):
             encoded = policy.encode(prompts)
             contexts = self.context_encoder(policy, encoded, prompts)  # [B, d], no grad
         with phase("bandit"):
-            decisions = decide(self.selector, contexts)  # one per batch (paper) or one per prompt
+            decisions = self._decide(contexts)  # one per batch (paper) or one per prompt
         with phase("generate"):
             samples = policy.sample(encoded, n)  # n per prompt, one generate call
         with phase("score"):
@@ -177,6 +178,23 @@ class LaserModule(L.LightningModule):
         self.log("rm", float(decisions[0].selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
         if "bandit/reward" in metrics:
             self.log("reward", metrics["bandit/reward"], prog_bar=True, on_step=True, batch_size=len(batch))
+
+    def _decide(self, contexts: torch.Tensor) -> list[Decision]:
+        """The selector's decisions; under DDP, one shared decision: every rank sees the mean context
+        of the global batch, and rank 0's choice is broadcast (disagreements are counted)."""
+        if self.trainer.world_size == 1:
+            return decide(self.selector, contexts)
+        if self.selector.granularity != "batch":
+            raise LaserConfigError("bandit.granularity=instance is not supported with several processes "
+                                   "(each rank would train its own bandit); use bandit.granularity=batch")
+        gathered = self.all_gather(contexts.to(self.device)).reshape(-1, contexts.shape[-1]).cpu()
+        decision = decide(self.selector, gathered)[0]
+        chosen = self.trainer.strategy.broadcast(decision.selection, src=0)
+        disagree = torch.tensor(float(chosen.arms != decision.selection.arms), device=self.device)
+        disagreeing_ranks = int(self.trainer.strategy.reduce(disagree, reduce_op="sum"))
+        if disagreeing_ranks:  # every rank counts it, so rank 0's results.json reports it
+            self.tracker.skipped["ddp_decision_mismatch"] += disagreeing_ranks
+        return [Decision(list(range(len(contexts))), decision.context, chosen)]
 
     def _decision_reward(self, decision: Decision, pairs: list[tuple[int, int, int]], pair_losses: torch.Tensor,
                          loss: torch.Tensor) -> float | None:
@@ -287,14 +305,24 @@ class LaserModule(L.LightningModule):
         self.selector.on_iteration_end(self.current_epoch + 1)
         accounting = {f"time/{phase}": seconds for phase, seconds in self.tracker.phase_seconds.items()}
         accounting["tokens/generated"] = float(self.tracker.generated_tokens)
-        accounting.update({f"rm_calls/{name}": float(c) for name, c in self.rm_pool.call_counts().items()})
+        accounting.update({f"rm_calls/{name}": float(c) for name, c in self.rm_calls().items()})
         self.log_dict(accounting, on_epoch=True, on_step=False, batch_size=1)
         self._close_iteration(self.current_epoch + 1)
         if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:
             self.trainer.should_stop = True  # the checkpoint of this iteration is still written
 
+    def rm_calls(self) -> dict[str, int]:
+        """Responses scored per RM so far, summed over ranks (a collective: call it on every rank)."""
+        counts = self.rm_pool.call_counts()
+        if self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(torch.tensor([float(c) for c in counts.values()],
+                                                                device=self.device), reduce_op="sum")
+            counts = {name: int(total) for name, total in zip(counts, totals.tolist(), strict=True)}
+        self.last_rm_calls = counts
+        return counts
+
     def _close_iteration(self, iteration: int) -> None:
-        record = self.tracker.close(iteration, self.last_eval, self.rm_pool.call_counts(),
+        record = self.tracker.close(iteration, self.last_eval, self.rm_calls(),
                                     time.perf_counter() - self._iteration_started, self.rm_pool.names)
         log.info("iteration %d: %s", iteration, {k: v for k, v in record.items() if k.startswith("test/")})
         self._iteration_started = time.perf_counter()

@@ -143,7 +143,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     done = len(module.tracker.records) - 1  # iteration 0 is the evaluation before training
     payload = results_payload(
         seed=cfg.seed, wall_seconds=module.wall_seconds(), config=OmegaConf.to_container(cfg),
-        tracker=module.tracker, all_names=pool.names, rm_calls=pool.call_counts(),
+        tracker=module.tracker, all_names=pool.names, rm_calls=module.last_rm_calls,
         complete=done >= cfg.laser.iterations, method=method_label(cfg, parts["selector"]),
         task=parts["task"].name, primary_metric=parts["task"].primary_metric,
         skipped_rows=parts["task"].skipped_rows,
