@@ -43,6 +43,7 @@ class Policy(torch.nn.Module):
         dtype: weights dtype: float32 on CPU; bfloat16 on GPUs (halves memory).
         max_prompt_tokens: prompts are cut from the left to this many tokens.
         max_new_tokens, temperature, top_p: sampling for training (paper: temperature 0.8).
+        generation_backend: "hf" (transformers generate) or "vllm" (GPU machines with vLLM installed).
     """
 
     def __init__(
@@ -56,10 +57,13 @@ class Policy(torch.nn.Module):
         max_new_tokens: int = 256,
         temperature: float = 0.8,
         top_p: float = 1.0,
+        generation_backend: str = "hf",
     ) -> None:
         super().__init__()
         if temperature <= 0:
             raise LaserConfigError(f"policy.temperature must be > 0, got {temperature}")
+        if generation_backend not in ("hf", "vllm"):
+            raise LaserConfigError(f"policy.generation_backend={generation_backend!r}; choose 'hf' or 'vllm'")
         if max_new_tokens < 1:
             raise LaserConfigError(f"policy.max_new_tokens must be >= 1, got {max_new_tokens}")
         self.model_name_or_path = model_name_or_path
@@ -76,6 +80,11 @@ class Policy(torch.nn.Module):
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
+        self.vllm = None
+        if generation_backend == "vllm":  # training-time sampling only; greedy evaluation stays on HF
+            from laser.vllm_backend import VLLMSampler
+
+            self.vllm = VLLMSampler(self)
         # LoRA weights merged at each reference refresh, replayed on resume (a few MB each, not the base).
         self.merged_adapters: list[dict[str, torch.Tensor]] = []
 
@@ -109,6 +118,9 @@ class Policy(torch.nn.Module):
     @torch.no_grad()
     def sample(self, enc: dict[str, torch.Tensor], n: int, greedy: bool = False) -> Samples:
         """n responses per prompt from ONE batched generate call (num_return_sequences=n)."""
+        if self.vllm is not None and not greedy:
+            return self._finish(self.vllm.sample(self.unpadded_prompt_ids(enc), n, self.max_new_tokens,
+                                                 self.temperature, self.top_p))
         was_training = self.model.training
         self.model.eval()  # no LoRA dropout while sampling
         kwargs = {"do_sample": False} if greedy else {
@@ -121,7 +133,10 @@ class Policy(torch.nn.Module):
         if greedy and n > 1:  # n greedy copies are identical, and generate refuses to make them
             out = out.repeat_interleave(n, dim=0)
         self.model.train(was_training)
-        generated = out[:, enc["input_ids"].shape[1]:].tolist()
+        return self._finish(out[:, enc["input_ids"].shape[1]:].tolist())
+
+    def _finish(self, generated: list[list[int]]) -> Samples:
+        """Cut each response after its first EOS (kept) and decode once."""
         eos = self.tokenizer.eos_token_id
         response_ids, truncated = [], 0
         for tokens in generated:
@@ -191,6 +206,8 @@ class Policy(torch.nn.Module):
         weight, then zero B, so adapter-disabled == adapter-enabled == the policy so far."""
         self.merged_adapters.append(self.adapter_state_dict())
         self._merge_and_zero()
+        if self.vllm is not None:
+            self.vllm.rebuild()
 
     @torch.no_grad()
     def _merge_and_zero(self) -> None:
