@@ -52,14 +52,33 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
         resumed = OmegaConf.load(saved)
         resumed.resume = str(cfg.resume)
         resumed.stop_after_iteration = cfg.get("stop_after_iteration")  # the only knob a resume may change
+        check_writable(output_dir)
         return resumed
     if (output_dir / "results.json").exists() or (output_dir / CHECKPOINT).exists():
         raise LaserConfigError(f"output folder {output_dir} already holds a run; refusing to overwrite it "
                                f"(continue it with resume={output_dir})")
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir)
     OmegaConf.save(resolved, output_dir / CONFIG_FILE)
     return resolved
+
+
+def check_writable(output_dir: Path, min_free_mb: int = 200) -> None:
+    """Fail in one line, before any work, if the run folder cannot be written or its disk is full."""
+    import shutil
+
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise LaserConfigError(f"output folder {output_dir} is not writable ({error.strerror}); "
+                               f"choose another with hydra.run.dir=<folder>") from None
+    free_mb = shutil.disk_usage(output_dir).free // 2**20
+    if free_mb < min_free_mb:
+        raise LaserConfigError(f"only {free_mb} MB free on the disk of {output_dir} (need >= {min_free_mb} MB "
+                               f"for checkpoints and logs); free space or set hydra.run.dir=<folder>")
 
 
 def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -100,6 +119,8 @@ def _job_name() -> str | None:
 def make_trainer(cfg: DictConfig, output_dir: Path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from laser.checkpoint_io import AtomicCheckpointIO
+
     loggers = []
     for logger_cfg in (cfg.get("logger") or {}).values():
         if cfg.get("resume") and logger_cfg._target_.endswith("CSVLogger"):
@@ -111,7 +132,9 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
     checkpoints = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="epoch-{epoch}",
                                   auto_insert_metric_name=False,
                                   save_last=True, save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True)
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints])
+    # FSDP writes sharded checkpoints through its own IO; every other strategy writes atomically.
+    plugins = [] if "FSDP" in str(cfg.trainer.get("strategy", "")) else [AtomicCheckpointIO()]
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints], plugins=plugins)
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""Faults around the output folder and checkpoint files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from laser.checkpoint_io import AtomicCheckpointIO
+from laser.errors import LaserConfigError
+from laser.run import check_writable, run
+
+
+def test_an_unwritable_output_folder_fails_in_one_line_before_any_work(make_config, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "run"
+    import laser.run as entry
+
+    monkeypatch.setattr(entry, "build", lambda *a, **k: pytest.fail("work started despite the bad folder"))
+    with pytest.raises(LaserConfigError, match="is not writable") as error:
+        run(make_config(output_dir=out), out)
+    assert "\n" not in str(error.value) and str(out) in str(error.value)
+
+
+def test_a_full_disk_is_reported_before_any_work(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
+    with pytest.raises(LaserConfigError, match="only 1 MB free"):
+        check_writable(tmp_path / "run")
+
+
+def test_a_checkpoint_write_killed_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt("killed while serialising")
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    import os
+
+    def dies_before_rename(src, dst):
+        raise KeyboardInterrupt("killed after writing the temp file")
+
+    monkeypatch.setattr(os, "replace", dies_before_rename)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 3}, path)
+    monkeypatch.undo()
+    assert io.load_checkpoint(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
