@@ -14,13 +14,13 @@ win rate (asking in both orders to cancel position bias). Three judges:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 import torch
 
 from laser.errors import LaserConfigError
-from laser.hf import chat_text, load_model, load_tokenizer, resolve_dtype, resolve_model_path
+from laser.hf import chat_text, resolve_model_path
 from laser.rewards.base import RewardModel, ScoringBatch
+from laser.rewards.hf_base import LazyHFModel
 from laser.tasks.base import Example
 
 
@@ -94,7 +94,7 @@ class RewardModelJudge(Judge):
         return [_verdict(float(scores[i] - scores[n + i]), self.tie_margin) for i in range(n)]
 
 
-class PairwiseLMJudge(Judge):
+class PairwiseLMJudge(LazyHFModel, Judge):
     """A causal LM as a pairwise judge: the next-token logits of "A" vs "B" after `template`.
 
     Nothing loads until the first `prefer` call (hub id or local folder). Each response is cut to
@@ -113,6 +113,7 @@ class PairwiseLMJudge(Judge):
     """
 
     name = "pairwise_lm"
+    auto_class = "AutoModelForCausalLM"
     template: str = (
         "You are a careful judge of AI assistants. Compare the two responses to the instruction below "
         "for helpfulness, correctness and how well they follow the instruction.\n\n"
@@ -124,8 +125,9 @@ class PairwiseLMJudge(Judge):
                  max_length: int = 2048, device: str = "cpu", dtype: str = "float32",
                  trust_remote_code: bool = False, use_chat_template: bool = True, tie_margin: float = 0.0,
                  template: str | None = None) -> None:
-        resolve_dtype(dtype)  # typos fail now
-        resolve_model_path(model_name_or_path)  # a missing local folder fails now
+        super().__init__(model_name_or_path, tokenizer_name_or_path, batch_size, max_length, device, dtype,
+                         trust_remote_code, use_chat_template)  # a dtype typo fails here
+        resolve_model_path(self.model_name_or_path)  # a missing local folder fails now
         if template is not None:
             missing = [k for k in ("{instruction}", "{response_a}", "{response_b}") if k not in template]
             if missing:
@@ -133,28 +135,16 @@ class PairwiseLMJudge(Judge):
             self.template = template
         if max_length < 64:
             raise LaserConfigError(f"judge.max_length={max_length} is too small for a pairwise prompt (>= 64)")
-        self.model_name_or_path = str(model_name_or_path)
-        self.tokenizer_name_or_path = str(tokenizer_name_or_path or model_name_or_path)
-        self.batch_size, self.max_length = int(batch_size), int(max_length)
-        self.device, self.dtype = str(device), str(dtype)
-        self.trust_remote_code, self.use_chat_template = bool(trust_remote_code), bool(use_chat_template)
         self.tie_margin = float(tie_margin)
-        self.model: Any = None
-        self.tokenizer: Any = None
         self._suffix_ids: list[int] = []
         self._choice_ids: tuple[int, int] = (0, 0)
 
     def load(self) -> None:
-        """Load tokenizer and model now (otherwise the first `prefer` call does)."""
+        """Load tokenizer and model now (otherwise the first `prefer` call does), and find the choice tokens."""
         if self.model is not None:
             return
-        from transformers import AutoModelForCausalLM
-
-        self.tokenizer = load_tokenizer(self.tokenizer_name_or_path, self.trust_remote_code)
-        self.model = load_model(AutoModelForCausalLM, self.model_name_or_path, self.dtype, self.device,
-                                self.tokenizer.pad_token_id, self.trust_remote_code)
-        chat = self.use_chat_template and getattr(self.tokenizer, "chat_template", None)
-        choice_a, choice_b = ("A", "B") if chat else (" A", " B")
+        super().load()
+        choice_a, choice_b = ("A", "B") if self.chat_formatted else (" A", " B")
         ids_a = self.tokenizer(choice_a, add_special_tokens=False)["input_ids"]
         ids_b = self.tokenizer(choice_b, add_special_tokens=False)["input_ids"]
         # " A" may be two tokens (a space, then "A"); the shared prefix is fed as input and the first
@@ -194,12 +184,11 @@ class PairwiseLMJudge(Judge):
         """1.0 where logit(A) - logit(B) > tie_margin, 0.0 where < -tie_margin, else 0.5."""
         _check_lengths(prompts, responses_a, responses_b)
         texts = self.judge_prompts(prompts, responses_a, responses_b)
-        # A chat template already writes BOS into the text.
-        add_special = not (self.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+        add_special = not self.chat_formatted
         verdicts: list[float] = []
-        for start in range(0, len(texts), self.batch_size):
+        for chunk in self.batches(texts):
             rows = [self.tokenizer(t, add_special_tokens=add_special)["input_ids"][-(self.max_length - 4):]
-                    + self._suffix_ids for t in texts[start: start + self.batch_size]]
+                    + self._suffix_ids for t in chunk]
             # Right padding: every row keeps positions 0..len-1, so a verdict does not depend on
             # which other items share its batch.
             width = max(len(r) for r in rows)

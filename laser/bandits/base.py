@@ -14,7 +14,34 @@ from typing import Any
 
 import torch
 
+from laser.errors import LaserConfigError
+
 GRANULARITIES = ("batch", "instance")
+
+
+def check_at_least(name: str, value: float, minimum: float = 0) -> None:
+    """Reject a selector option below its minimum (e.g. a negative exploration weight), naming it."""
+    if value < minimum:
+        raise LaserConfigError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_rate(name: str, value: float) -> None:
+    """Reject a discount or mixing rate outside (0, 1], naming it."""
+    if not 0.0 < value <= 1.0:
+        raise LaserConfigError(f"{name} must be in (0, 1], got {value}")
+
+
+def check_reward(owner: str, reward: float) -> None:
+    """Reject a reward outside [0, 1] (NaN included), naming the selector."""
+    if not 0.0 <= reward <= 1.0:
+        raise ValueError(f"{owner} reward must be in [0, 1] (normalise it first), got {reward}")
+
+
+def check_feedback(owner: str, num_arms: int, arm: int, reward: float) -> None:
+    """Reject a reward outside [0, 1] (NaN included) or an arm outside the pool, naming the selector."""
+    check_reward(owner, reward)
+    if not 0 <= arm < num_arms:
+        raise ValueError(f"arm {arm} out of range 0..{num_arms - 1}")
 
 
 @dataclass
@@ -58,8 +85,6 @@ class Selector(ABC):
         if num_arms < 1:
             raise ValueError(f"num_arms must be >= 1, got {num_arms}")
         if granularity not in GRANULARITIES:
-            from laser.errors import LaserConfigError
-
             raise LaserConfigError(f"bandit.granularity={granularity!r}; choose one of {list(GRANULARITIES)}")
         self.num_arms = num_arms
         self.arm_names = list(arm_names) if arm_names is not None else [f"rm{k}" for k in range(num_arms)]

@@ -26,39 +26,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from laser.bandits.base import Selection, Selector, StepFeedback
-from laser.bandits.ridge import RidgeArms, argmax_with_ties, check_feedback
-from laser.errors import LaserConfigError
+from laser.bandits.base import Selection, StepFeedback, check_at_least, check_feedback, check_rate
+from laser.bandits.ridge import RidgeSelector, argmax_with_ties
 
 
-class DiscountedLinUCB(Selector):
+class DiscountedLinUCB(RidgeSelector):
     """D-LinUCB over `num_arms` RMs: `gamma` in (0, 1] is the per-step discount (the memory is about
     1/(1-gamma) steps; 1 never forgets), `alpha` the exploration weight, `ridge_lambda` the prior
     precision that the discount pulls every arm back towards. Ties are broken with a seeded numpy RNG."""
 
-    def __init__(
-        self,
-        num_arms: int,
-        arm_names: list[str] | None = None,
-        alpha: float = 1.0,
-        gamma: float = 0.95,
-        ridge_lambda: float = 1.0,
-        seed: int = 0,
-        granularity: str = "batch",
-    ) -> None:
-        super().__init__(num_arms, arm_names, granularity)
-        if alpha < 0:
-            raise LaserConfigError(f"alpha must be >= 0, got {alpha}")
-        if not 0.0 < gamma <= 1.0:
-            raise LaserConfigError(f"gamma must be in (0, 1], got {gamma}")
+    def __init__(self, num_arms: int, arm_names: list[str] | None = None, alpha: float = 1.0,
+                 gamma: float = 0.95, ridge_lambda: float = 1.0, seed: int = 0,
+                 granularity: str = "batch") -> None:
+        # `ridge` holds V, V^{-1}, b and counts; D-LinUCB never resets (the discount does the forgetting).
+        super().__init__(num_arms, arm_names, ridge_lambda, granularity)
+        check_at_least("alpha", alpha)
+        check_rate("gamma", gamma)
         self.alpha, self.gamma = float(alpha), float(gamma)
-        self.ridge = RidgeArms(num_arms, ridge_lambda, owner="DiscountedLinUCB")  # V, V^{-1}, b, counts
         self.V_tilde: torch.Tensor | None = None  # K x d x d, allocated with the ridge statistics
         self.rng = np.random.Generator(np.random.PCG64(seed))
-        self._last_x: torch.Tensor | None = None  # for diagnostics()
 
-    def _prepare(self, context: torch.Tensor) -> torch.Tensor:
-        x = self.ridge.prepare(context)
+    def prepare(self, context: torch.Tensor) -> torch.Tensor:
+        """The checked context (see `RidgeSelector.prepare`); allocates Vt with the ridge statistics."""
+        x = super().prepare(context)
         if self.V_tilde is None:
             self.V_tilde = self.ridge.A.clone()  # V_0 = Vt_0 = lambda I
         return x
@@ -72,7 +62,7 @@ class DiscountedLinUCB(Selector):
 
     def select(self, context: torch.Tensor) -> Selection:
         """Pick the arm with the highest discounted UCB score for `context`, breaking ties at random."""
-        x = self._last_x = self._prepare(context)
+        x = self.prepare(context)
         estimates, bonuses = self.scores(x)
         arm, tied = argmax_with_ties(estimates + bonuses, self.rng)
         info = {
@@ -87,7 +77,7 @@ class DiscountedLinUCB(Selector):
     ) -> None:
         """Discount every arm by gamma, then add (context, reward) to the chosen arm."""
         check_feedback("DiscountedLinUCB", self.num_arms, selection.arm, reward)
-        x = self._last_x = self._prepare(context)
+        x = self.prepare(context)
         k, lam, g2 = selection.arm, self.ridge.ridge_lambda, self.gamma**2
         self.ridge.decay(self.gamma)  # V, b for all arms; V^{-1} recomputed by Cholesky
         self.ridge.observe(k, x, reward)  # + x x^T, r x on the chosen arm (its V^{-1} by Sherman-Morrison)
@@ -97,7 +87,7 @@ class DiscountedLinUCB(Selector):
 
     def diagnostics(self) -> dict[str, float]:
         """`count/<arm>` (undiscounted pulls); `estimate/<arm>`, `bonus/<arm>` at the last context seen."""
-        out = {f"count/{name}": float(c) for name, c in zip(self.arm_names, self.ridge.counts, strict=True)}
+        out = super().diagnostics()
         if self._last_x is not None:
             estimates, bonuses = self.scores(self._last_x)
             for name, e, u in zip(self.arm_names, estimates.tolist(), bonuses.tolist(), strict=True):
@@ -108,14 +98,14 @@ class DiscountedLinUCB(Selector):
         """V, V^{-1}, b (as the ridge state), Vt, pull counts and the RNG state."""
         V_tilde = None if self.V_tilde is None else self.V_tilde.clone()
         return {
-            **self.ridge.state_dict(),
+            **super().state_dict(),
             "V_tilde": V_tilde,
             "rng": copy.deepcopy(self.rng.bit_generator.state),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore exactly, so the next choices are the ones the saved selector would make."""
-        self.ridge.load_state_dict(state)
+        super().load_state_dict(state)
         V_tilde = state["V_tilde"]
         self.V_tilde = None if V_tilde is None else torch.as_tensor(V_tilde, dtype=torch.float64).clone()
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])

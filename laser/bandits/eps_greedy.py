@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from laser.bandits.base import Selection, Selector, StepFeedback
-from laser.bandits.ridge import TIE_TOLERANCE, RidgeArms, check_feedback
+from laser.bandits.base import Selection, check_rate
+from laser.bandits.ridge import TIE_TOLERANCE, RidgeSelector
 from laser.errors import LaserConfigError
 
 
@@ -25,7 +25,7 @@ def epsilon_schedule(t: int, eps0: float, decay: float, eps_min: float) -> float
     return max(eps_min, eps0 * decay**t)
 
 
-class EpsilonGreedy(Selector):
+class EpsilonGreedy(RidgeSelector):
     """Greedy on ridge estimates, uniform exploration with a decaying probability (numpy `seed`).
 
     eps0=0 with eps_min=0 is pure greedy. `reset_each_iteration` forgets the regressions after each
@@ -33,29 +33,16 @@ class EpsilonGreedy(Selector):
     RNG runs on.
     """
 
-    def __init__(
-        self,
-        num_arms: int,
-        arm_names: list[str] | None = None,
-        eps0: float = 0.2,
-        decay: float = 0.99,
-        eps_min: float = 0.01,
-        ridge_lambda: float = 1.0,
-        seed: int = 0,
-        reset_each_iteration: bool = False,
-        granularity: str = "batch",
-    ) -> None:
-        super().__init__(num_arms, arm_names, granularity)
+    def __init__(self, num_arms: int, arm_names: list[str] | None = None, eps0: float = 0.2,
+                 decay: float = 0.99, eps_min: float = 0.01, ridge_lambda: float = 1.0, seed: int = 0,
+                 reset_each_iteration: bool = False, granularity: str = "batch") -> None:
+        super().__init__(num_arms, arm_names, ridge_lambda, granularity, reset_each_iteration)
         if not (0.0 <= eps0 <= 1.0 and 0.0 <= eps_min <= 1.0):
             raise LaserConfigError(f"eps0 and eps_min must be in [0, 1], got eps0={eps0}, eps_min={eps_min}")
-        if not 0.0 < decay <= 1.0:
-            raise LaserConfigError(f"decay must be in (0, 1], got {decay}")
+        check_rate("decay", decay)
         self.eps0, self.decay, self.eps_min = float(eps0), float(decay), float(eps_min)
-        self.ridge = RidgeArms(num_arms, ridge_lambda, owner="EpsilonGreedy")
-        self.reset_each_iteration = bool(reset_each_iteration)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.t = 0  # selections so far: the schedule's clock
-        self._last_x: torch.Tensor | None = None  # for diagnostics()
 
     @property
     def epsilon(self) -> float:
@@ -77,7 +64,7 @@ class EpsilonGreedy(Selector):
 
     def select(self, context: torch.Tensor) -> Selection:
         """Explore uniformly with probability eps_t, else take the best estimate; advances t."""
-        x = self._last_x = self.ridge.prepare(context)
+        x = self.prepare(context)
         eps, greedy = self.epsilon, self._greedy_set(x)
         # Always one uniform draw, then one arm draw (uniform, or among tied greedy arms only on a tie).
         explore = self.rng.random() < eps
@@ -95,26 +82,15 @@ class EpsilonGreedy(Selector):
         }
         return Selection(arms=(arm,), propensity=propensity, info=info)
 
-    def update(
-        self, selection: Selection, context: torch.Tensor, reward: float, feedback: StepFeedback | None = None
-    ) -> None:
-        """Add (context, reward) to the chosen arm's regression; other arms are untouched."""
-        check_feedback("EpsilonGreedy", self.num_arms, selection.arm, reward)
-        x = self._last_x = self.ridge.prepare(context)
-        self.ridge.observe(selection.arm, x, reward)
-
     def on_iteration_end(self, iteration: int) -> None:
         """With `reset_each_iteration`, forget the regressions and restart the schedule (not the RNG)."""
+        super().on_iteration_end(iteration)
         if self.reset_each_iteration:
-            self.ridge.reset()
             self.t = 0
 
     def diagnostics(self) -> dict[str, float]:
         """`epsilon` (next selection's), `count/<arm>`, and `estimate/<arm>` at the last context seen."""
-        out = {"epsilon": self.epsilon}
-        out.update(
-            {f"count/{name}": float(c) for name, c in zip(self.arm_names, self.ridge.counts, strict=True)}
-        )
+        out = {"epsilon": self.epsilon, **super().diagnostics()}
         if self._last_x is not None:
             for name, e in zip(self.arm_names, self.ridge.estimates(self._last_x).tolist(), strict=True):
                 out[f"estimate/{name}"] = e
@@ -122,10 +98,10 @@ class EpsilonGreedy(Selector):
 
     def state_dict(self) -> dict[str, Any]:
         """Arm statistics, pull counts, the schedule's clock and the RNG state."""
-        return {**self.ridge.state_dict(), "t": self.t, "rng": copy.deepcopy(self.rng.bit_generator.state)}
+        return {**super().state_dict(), "t": self.t, "rng": copy.deepcopy(self.rng.bit_generator.state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore exactly, so the next choices are the ones the saved selector would make."""
-        self.ridge.load_state_dict(state)
+        super().load_state_dict(state)
         self.t = int(state["t"])
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from laser.bandits.base import Selection, Selector, StepFeedback
-from laser.errors import LaserConfigError
+from laser.bandits.base import Selection, Selector, StepFeedback, check_feedback, check_rate
 
 
 def exp3_probabilities(log_weights: np.ndarray, gamma: float) -> np.ndarray:
@@ -40,8 +39,7 @@ class EXP3(Selector):
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, gamma: float = 0.1,
                  seed: int = 0, granularity: str = "batch") -> None:
         super().__init__(num_arms, arm_names, granularity)
-        if not 0.0 < gamma <= 1.0:
-            raise LaserConfigError(f"gamma must be in (0, 1], got {gamma}")
+        check_rate("gamma", gamma)
         self.gamma = float(gamma)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.log_weights = np.zeros(num_arms)  # w_k = 1 for every arm
@@ -60,11 +58,8 @@ class EXP3(Selector):
     def update(self, selection: Selection, context: torch.Tensor, reward: float,
                feedback: StepFeedback | None = None) -> None:
         """Raise the chosen arm's log-weight by gamma * (reward / p_k) / K."""
-        if not 0.0 <= reward <= 1.0:
-            raise ValueError(f"EXP3 reward must be in [0, 1] (normalise it first), got {reward}")
         k = selection.arm
-        if not 0 <= k < self.num_arms:
-            raise ValueError(f"arm {k} out of range 0..{self.num_arms - 1}")
+        check_feedback("EXP3", self.num_arms, k, reward)
         p = selection.propensity if selection.propensity is not None else float(self.probabilities()[k])
         self.log_weights[k] += self.gamma * (float(reward) / p) / self.num_arms
         self.counts[k] += 1

@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 
-from laser.bandits.base import Selection, Selector, StepFeedback
-from laser.bandits.ridge import TIE_TOLERANCE, RidgeArms, check_feedback, cholesky_with_jitter
-from laser.errors import LaserConfigError
+from laser.bandits.base import Selection, check_at_least
+from laser.bandits.ridge import TIE_TOLERANCE, RidgeSelector, cholesky_with_jitter
 
 
 def tie_credit(scores: torch.Tensor, arm: int) -> torch.Tensor:
@@ -27,7 +26,7 @@ def tie_credit(scores: torch.Tensor, arm: int) -> torch.Tensor:
     return winners[..., arm].double() / winners.sum(dim=-1).double()
 
 
-class LinTS(Selector):
+class LinTS(RidgeSelector):
     """Disjoint linear Thompson sampling over `num_arms` RMs.
 
     `v` scales the posterior (v^2 A^{-1}, Agrawal & Goyal's variance knob): 0 is greedy on theta_hat,
@@ -41,29 +40,16 @@ class LinTS(Selector):
     v^2 x^T A_k^{-1} x) directly, which has the same law as drawing theta_k and costs O(K) per draw.
     """
 
-    def __init__(
-        self,
-        num_arms: int,
-        arm_names: list[str] | None = None,
-        v: float = 0.5,
-        ridge_lambda: float = 1.0,
-        seed: int = 0,
-        propensity_samples: int = 64,
-        reset_each_iteration: bool = False,
-        granularity: str = "batch",
-    ) -> None:
-        super().__init__(num_arms, arm_names, granularity)
-        if v < 0:
-            raise LaserConfigError(f"v must be >= 0, got {v}")
-        if propensity_samples < 0:
-            raise LaserConfigError(f"propensity_samples must be >= 0, got {propensity_samples}")
+    def __init__(self, num_arms: int, arm_names: list[str] | None = None, v: float = 0.5,
+                 ridge_lambda: float = 1.0, seed: int = 0, propensity_samples: int = 64,
+                 reset_each_iteration: bool = False, granularity: str = "batch") -> None:
+        super().__init__(num_arms, arm_names, ridge_lambda, granularity, reset_each_iteration)
+        check_at_least("v", v)
+        check_at_least("propensity_samples", propensity_samples)
         self.v = float(v)
         self.propensity_samples = int(propensity_samples)
-        self.ridge = RidgeArms(num_arms, ridge_lambda, owner="LinTS")
-        self.reset_each_iteration = bool(reset_each_iteration)
         self.generator = torch.Generator().manual_seed(seed)
         self.last_thetas: torch.Tensor | None = None  # the K x d draws behind the latest choice
-        self._last_x: torch.Tensor | None = None  # for diagnostics()
 
     def sample_thetas(self) -> torch.Tensor:
         """One posterior draw per arm, K x d: theta_hat_k + v L_k z_k with L_k L_k^T = A_k^{-1} and
@@ -74,7 +60,7 @@ class LinTS(Selector):
 
     def select(self, context: torch.Tensor) -> Selection:
         """Draw every arm's theta and pick the best for `context` (a tie, possible when v=0, at random)."""
-        x = self._last_x = self.ridge.prepare(context)
+        x = self.prepare(context)
         self.last_thetas = self.sample_thetas()
         sampled = self.last_thetas @ x
         estimates, stds = self.ridge.estimates(x), self.v * self.ridge.variances(x).sqrt()
@@ -94,22 +80,9 @@ class LinTS(Selector):
         }
         return Selection(arms=(arm,), propensity=float(wins) / (self.propensity_samples + 1), info=info)
 
-    def update(
-        self, selection: Selection, context: torch.Tensor, reward: float, feedback: StepFeedback | None = None
-    ) -> None:
-        """Add (context, reward) to the chosen arm's regression; other arms are untouched."""
-        check_feedback("LinTS", self.num_arms, selection.arm, reward)
-        x = self._last_x = self.ridge.prepare(context)
-        self.ridge.observe(selection.arm, x, reward)
-
-    def on_iteration_end(self, iteration: int) -> None:
-        """With `reset_each_iteration`, forget every arm's regression (not the generator)."""
-        if self.reset_each_iteration:
-            self.ridge.reset()
-
     def diagnostics(self) -> dict[str, float]:
         """`count/<arm>`; `estimate/<arm>` and `std/<arm>` (posterior sd of theta . x) at the last context."""
-        out = {f"count/{name}": float(c) for name, c in zip(self.arm_names, self.ridge.counts, strict=True)}
+        out = super().diagnostics()
         if self._last_x is not None:
             estimates = self.ridge.estimates(self._last_x).tolist()
             stds = (self.v * self.ridge.variances(self._last_x).sqrt()).tolist()
@@ -119,9 +92,9 @@ class LinTS(Selector):
 
     def state_dict(self) -> dict[str, Any]:
         """Arm statistics, pull counts and the generator state (a uint8 tensor)."""
-        return {**self.ridge.state_dict(), "generator": self.generator.get_state()}
+        return {**super().state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore exactly, so the next draws and choices are the ones the saved selector would make."""
-        self.ridge.load_state_dict(state)
+        super().load_state_dict(state)
         self.generator.set_state(state["generator"])

@@ -14,17 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from laser.bandits.base import Selection, Selector, StepFeedback
+from laser.bandits.base import Selection, check_at_least
 from laser.bandits.ridge import (
     TIE_TOLERANCE,
-    RidgeArms,
+    RidgeSelector,
     argmax_with_ties,
-    check_feedback,
     quadratic_forms,
     ridge_estimates,
     sherman_morrison_update,
 )
-from laser.errors import LaserConfigError
 
 # sherman_morrison_update and TIE_TOLERANCE moved to ridge.py; re-exported for existing imports.
 __all__ = ["TIE_TOLERANCE", "LinUCB", "sherman_morrison_update", "ucb_scores"]
@@ -40,7 +38,7 @@ def ucb_scores(
     return ridge_estimates(A_inv, b, x), alpha * quadratic_forms(A_inv, x).sqrt()
 
 
-class LinUCB(Selector):
+class LinUCB(RidgeSelector):
     """Disjoint LinUCB over `num_arms` RMs; the context dimension is learned on the first call.
 
     `alpha` scales exploration (0 is greedy); `ridge_lambda` is the prior precision of each arm's
@@ -50,25 +48,14 @@ class LinUCB(Selector):
     policy, and so what each RM is good for, has moved); the tie-breaking RNG runs on.
     """
 
-    def __init__(
-        self,
-        num_arms: int,
-        arm_names: list[str] | None = None,
-        alpha: float = 0.1,
-        ridge_lambda: float = 1.0,
-        seed: int = 0,
-        reset_each_iteration: bool = False,
-        granularity: str = "batch",
-    ) -> None:
-        super().__init__(num_arms, arm_names, granularity)
-        if alpha < 0:
-            raise LaserConfigError(f"alpha must be >= 0, got {alpha}")
+    def __init__(self, num_arms: int, arm_names: list[str] | None = None, alpha: float = 0.1,
+                 ridge_lambda: float = 1.0, seed: int = 0, reset_each_iteration: bool = False,
+                 granularity: str = "batch") -> None:
+        super().__init__(num_arms, arm_names, ridge_lambda, granularity, reset_each_iteration)
+        check_at_least("alpha", alpha)
         self.alpha = float(alpha)
-        self.ridge = RidgeArms(num_arms, ridge_lambda, owner="LinUCB")
         self.ridge_lambda = self.ridge.ridge_lambda
-        self.reset_each_iteration = bool(reset_each_iteration)
         self.rng = np.random.Generator(np.random.PCG64(seed))
-        self._last_x: torch.Tensor | None = None  # for diagnostics()
 
     # The statistics live in `ridge`; these views keep LinUCB's attributes where readers expect them.
     @property
@@ -98,32 +85,19 @@ class LinUCB(Selector):
 
     def select(self, context: torch.Tensor) -> Selection:
         """Pick the arm with the highest UCB score for `context`, breaking ties at random."""
-        x = self._last_x = self.ridge.prepare(context)
+        x = self.prepare(context)
         estimates, bonuses = ucb_scores(self.ridge.A_inv, self.ridge.b, x, self.alpha)
         arm, tied = argmax_with_ties(estimates + bonuses, self.rng)
         info = {"estimates": estimates.tolist(), "bonuses": bonuses.tolist(), "counts": list(self.counts)}
         return Selection(arms=(arm,), propensity=1.0 / len(tied), info=info)
 
-    def update(
-        self, selection: Selection, context: torch.Tensor, reward: float, feedback: StepFeedback | None = None
-    ) -> None:
-        """Add (context, reward) to the chosen arm's regression; other arms are untouched."""
-        check_feedback("LinUCB", self.num_arms, selection.arm, reward)
-        x = self._last_x = self.ridge.prepare(context)
-        self.ridge.observe(selection.arm, x, reward)
-
     def refresh_inverse(self) -> None:
         """Recompute every A_k^{-1} exactly from A_k (see `RidgeArms.refresh_inverse`)."""
         self.ridge.refresh_inverse()
 
-    def on_iteration_end(self, iteration: int) -> None:
-        """With `reset_each_iteration`, forget every arm's regression (not the RNG)."""
-        if self.reset_each_iteration:
-            self.ridge.reset()
-
     def diagnostics(self) -> dict[str, float]:
         """`count/<arm>` always; `estimate/<arm>` and `bonus/<arm>` at the last context seen, if any."""
-        out = {f"count/{name}": float(c) for name, c in zip(self.arm_names, self.counts, strict=True)}
+        out = super().diagnostics()
         if self._last_x is not None:
             estimates, bonuses = ucb_scores(self.ridge.A_inv, self.ridge.b, self._last_x, self.alpha)
             for name, e, u in zip(self.arm_names, estimates.tolist(), bonuses.tolist(), strict=True):
@@ -132,9 +106,9 @@ class LinUCB(Selector):
 
     def state_dict(self) -> dict[str, Any]:
         """Arm statistics (tensors, None before the first call), pull counts and the RNG state."""
-        return {**self.ridge.state_dict(), "rng": copy.deepcopy(self.rng.bit_generator.state)}
+        return {**super().state_dict(), "rng": copy.deepcopy(self.rng.bit_generator.state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore exactly (the stored inverse too, not a recomputed one), so later choices are identical."""
-        self.ridge.load_state_dict(state)
+        super().load_state_dict(state)
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])

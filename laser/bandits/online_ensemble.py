@@ -19,9 +19,8 @@ from typing import Any
 import torch
 
 from laser.bandits.agreement_ensemble import pair_agreement
-from laser.bandits.base import Selection, StepFeedback
+from laser.bandits.base import Selection, StepFeedback, check_at_least, check_reward
 from laser.bandits.score_ensemble import ScoreEnsemble, weighted_zscore_average
-from laser.errors import LaserConfigError
 
 
 def hedge_gains(agreement: dict[int, float], reward: float) -> dict[int, float]:
@@ -40,8 +39,7 @@ class OnlineEnsemble(ScoreEnsemble):
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, eta: float = 0.5,
                  granularity: str = "batch") -> None:
         super().__init__(num_arms, arm_names, granularity)
-        if eta < 0:
-            raise LaserConfigError(f"eta must be >= 0, got {eta}")
+        check_at_least("eta", eta)
         self.eta = float(eta)
         # Log-weights: exp(eta * g) compounds over hundreds of steps; only differences matter.
         self.log_weights = [0.0] * num_arms
@@ -66,8 +64,7 @@ class OnlineEnsemble(ScoreEnsemble):
     def update(self, selection: Selection, context: torch.Tensor, reward: float,
                feedback: StepFeedback | None = None) -> None:
         """Hedge step on each RM's gain from its agreement with the trained pairs."""
-        if not 0.0 <= reward <= 1.0:
-            raise ValueError(f"OnlineEnsemble reward must be in [0, 1] (normalise it first), got {reward}")
+        check_reward("OnlineEnsemble", reward)
         if feedback is None or not feedback.pairs or not feedback.scores:
             return
         agreement = {arm: float(agrees.float().mean())

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from laser.bandits.base import Selection, Selector, StepFeedback, check_feedback
+
 TIE_TOLERANCE = 1e-12  # scores this close to the max count as tied (exact float ties are common at the start)
 
 
@@ -60,14 +62,6 @@ def argmax_with_ties(scores: torch.Tensor, rng: np.random.Generator) -> tuple[in
     tied = torch.nonzero(scores >= scores.max() - TIE_TOLERANCE).flatten().tolist()
     arm = tied[0] if len(tied) == 1 else int(tied[rng.integers(len(tied))])
     return arm, tied
-
-
-def check_feedback(owner: str, num_arms: int, arm: int, reward: float) -> None:
-    """Reject a reward outside [0, 1] (NaN included) or an arm outside the pool, naming the selector."""
-    if not 0.0 <= reward <= 1.0:
-        raise ValueError(f"{owner} reward must be in [0, 1] (normalise it first), got {reward}")
-    if not 0 <= arm < num_arms:
-        raise ValueError(f"arm {arm} out of range 0..{num_arms - 1}")
 
 
 class RidgeArms:
@@ -180,3 +174,55 @@ class RidgeArms:
 
         self.A, self.A_inv, self.b = load(state["A"]), load(state["A_inv"]), load(state["b"])
         self.counts = [int(c) for c in state["counts"]]
+
+
+class RidgeSelector(Selector):
+    """What every selector over `RidgeArms` shares: the statistics (`ridge`), learning from the chosen
+    arm's reward, the per-iteration reset, pull counts in the diagnostics, and the checkpointed state.
+    Subclasses decide how (theta_k, A_k^{-1}) becomes a choice.
+
+    `reset_each_iteration` forgets the regressions after each training iteration (the policy, and so
+    what each RM is good for, has moved). Errors name the selector by its class name.
+    """
+
+    def __init__(
+        self,
+        num_arms: int,
+        arm_names: list[str] | None,
+        ridge_lambda: float,
+        granularity: str,
+        reset_each_iteration: bool = False,
+    ) -> None:
+        super().__init__(num_arms, arm_names, granularity)
+        self.ridge = RidgeArms(num_arms, ridge_lambda, owner=type(self).__name__)
+        self.reset_each_iteration = bool(reset_each_iteration)
+        self._last_x: torch.Tensor | None = None  # the latest context, for diagnostics()
+
+    def prepare(self, context: torch.Tensor) -> torch.Tensor:
+        """The context as a checked float64 vector (`RidgeArms.prepare`), kept for `diagnostics`."""
+        self._last_x = self.ridge.prepare(context)
+        return self._last_x
+
+    def update(
+        self, selection: Selection, context: torch.Tensor, reward: float, feedback: StepFeedback | None = None
+    ) -> None:
+        """Add (context, reward) to the chosen arm's regression; other arms are untouched."""
+        check_feedback(type(self).__name__, self.num_arms, selection.arm, reward)
+        self.ridge.observe(selection.arm, self.prepare(context), reward)
+
+    def on_iteration_end(self, iteration: int) -> None:
+        """With `reset_each_iteration`, forget every arm's regression (random streams run on)."""
+        if self.reset_each_iteration:
+            self.ridge.reset()
+
+    def diagnostics(self) -> dict[str, float]:
+        """`count/<arm>`: how often each arm was updated."""
+        return {f"count/{name}": float(c) for name, c in zip(self.arm_names, self.ridge.counts, strict=True)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arm statistics (tensors, None before the first context) and pull counts."""
+        return self.ridge.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the statistics exactly (the stored inverse too, not a recomputed one)."""
+        self.ridge.load_state_dict(state)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from laser.bandits.base import Selection, Selector
-from laser.errors import LaserConfigError
+from laser.bandits.base import Selection, Selector, check_at_least
 
 
 def scheduled_arm(completed_iterations: int, iterations_per_arm: int, num_arms: int) -> int:
@@ -28,8 +27,7 @@ class SequentialRMs(Selector):
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, iterations_per_arm: int = 1,
                  granularity: str = "batch") -> None:
         super().__init__(num_arms, arm_names, granularity)
-        if iterations_per_arm < 1:
-            raise LaserConfigError(f"iterations_per_arm must be >= 1, got {iterations_per_arm}")
+        check_at_least("iterations_per_arm", iterations_per_arm, minimum=1)
         self.iterations_per_arm = int(iterations_per_arm)
         self.completed_iterations = 0
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from laser.bandits.base import Selection, Selector, StepFeedback
+from laser.bandits.base import Selection, Selector, StepFeedback, check_at_least, check_feedback
 from laser.errors import LaserConfigError
 
 
@@ -49,8 +49,7 @@ class GaussianThompson(Selector):
         super().__init__(num_arms, arm_names, granularity)
         if sigma <= 0 or prior_std <= 0:
             raise LaserConfigError(f"sigma and prior_std must be > 0, got sigma={sigma}, prior_std={prior_std}")
-        if propensity_samples < 0:
-            raise LaserConfigError(f"propensity_samples must be >= 0, got {propensity_samples}")
+        check_at_least("propensity_samples", propensity_samples)
         self.sigma, self.prior_mean, self.prior_std = float(sigma), float(prior_mean), float(prior_std)
         self.propensity_samples = int(propensity_samples)
         choice_seed, propensity_seed = np.random.SeedSequence(seed).spawn(2)
@@ -82,11 +81,8 @@ class GaussianThompson(Selector):
     def update(self, selection: Selection, context: torch.Tensor, reward: float,
                feedback: StepFeedback | None = None) -> None:
         """Add the reward to the chosen arm's posterior (a conjugate Gaussian update)."""
-        if not 0.0 <= reward <= 1.0:
-            raise ValueError(f"GaussianThompson reward must be in [0, 1] (normalise it first), got {reward}")
         k = selection.arm
-        if not 0 <= k < self.num_arms:
-            raise ValueError(f"arm {k} out of range 0..{self.num_arms - 1}")
+        check_feedback("GaussianThompson", self.num_arms, k, reward)
         self.counts[k] += 1
         self.reward_sums[k] += float(reward)
 

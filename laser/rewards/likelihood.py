@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from laser.hf import chat_text, load_model, load_tokenizer, resolve_dtype, resolve_model_path
-from laser.rewards.base import RewardModel, ScoringBatch
+from laser.hf import chat_text
+from laser.rewards.base import ScoringBatch
+from laser.rewards.hf_base import LazyHFRewardModel
 
 
-class LikelihoodRM(RewardModel):
+class LikelihoodRM(LazyHFRewardModel):
     """Scores a response by its (mean, when `normalise_by_length`) per-token log-probability under a
     causal LM, given the prompt. The prompt's tokens are masked out: only the response is scored.
 
@@ -23,59 +24,15 @@ class LikelihoodRM(RewardModel):
     the score from simply preferring short responses (a sum of log-probs falls with every token).
     """
 
-    def __init__(
-        self,
-        model_name_or_path: str,
-        tokenizer_name_or_path: str | None = None,
-        batch_size: int = 4,
-        max_length: int = 1024,
-        device: str = "cpu",
-        dtype: str = "float32",
-        trust_remote_code: bool = False,
-        use_chat_template: bool = True,
-        normalise_by_length: bool = True,
-    ) -> None:
-        super().__init__()
-        resolve_dtype(dtype)  # fail on a typo now, not after the first bandit pick
-        self.model_name_or_path = str(model_name_or_path)
-        self.tokenizer_name_or_path = str(tokenizer_name_or_path or model_name_or_path)
-        self.batch_size = int(batch_size)
-        self.max_length = int(max_length)
-        self.device = str(device)
-        self.dtype = str(dtype)
-        self.trust_remote_code = bool(trust_remote_code)
-        self.use_chat_template = bool(use_chat_template)
+    auto_class = "AutoModelForCausalLM"
+
+    def __init__(self, model_name_or_path: str, tokenizer_name_or_path: str | None = None, batch_size: int = 4,
+                 max_length: int = 1024, device: str = "cpu", dtype: str = "float32",
+                 trust_remote_code: bool = False, use_chat_template: bool = True,
+                 normalise_by_length: bool = True) -> None:
+        super().__init__(model_name_or_path, tokenizer_name_or_path, batch_size, max_length, device, dtype,
+                         trust_remote_code, use_chat_template)
         self.normalise_by_length = bool(normalise_by_length)
-        self.model: Any = None
-        self.tokenizer: Any = None
-
-    def check(self) -> None:
-        """Fail now if a local model or tokenizer folder is missing (cheap; a hub id is checked on load)."""
-        resolve_model_path(self.model_name_or_path)
-        resolve_model_path(self.tokenizer_name_or_path)
-
-    def load(self) -> None:
-        """Load the tokenizer and model now (otherwise the first `score` call does it)."""
-        if self.model is not None:
-            return
-        from transformers import AutoModelForCausalLM
-
-        self.tokenizer = load_tokenizer(self.tokenizer_name_or_path, self.trust_remote_code)
-        self.model = load_model(
-            AutoModelForCausalLM,
-            self.model_name_or_path,
-            self.dtype,
-            self.device,
-            self.tokenizer.pad_token_id,
-            self.trust_remote_code,
-        )
-
-    def to(self, device: str | torch.device) -> LikelihoodRM:
-        """Move the model if loaded; otherwise load it there later."""
-        self.device = str(device)
-        if self.model is not None:
-            self.model.to(device)
-        return self
 
     def encode(self, prompt: str, response: str) -> tuple[list[int], int]:
         """Token ids of prompt + response, and how many leading ids belong to the prompt."""
@@ -98,18 +55,12 @@ class LikelihoodRM(RewardModel):
             ids, n_prompt = ids[overflow:], max(n_prompt - overflow, 0)
         return ids, n_prompt
 
-    @torch.no_grad()
-    def score(self, batch: ScoringBatch) -> torch.Tensor:
-        """Mean (or summed) log-prob of each response's tokens, float32 on the CPU."""
-        self.load()
-        encoded = [self.encode(p, r) for p, r in zip(batch.prompts, batch.responses, strict=True)]
-        scores = [
-            self._score_chunk(encoded[i : i + self.batch_size])
-            for i in range(0, len(encoded), self.batch_size)
-        ]
-        return torch.cat(scores) if scores else torch.zeros(0)
+    def prepare(self, batch: ScoringBatch) -> list[tuple[list[int], int]]:
+        """Each response's (token ids, prompt length), as `encode` makes them."""
+        return [self.encode(p, r) for p, r in zip(batch.prompts, batch.responses, strict=True)]
 
-    def _score_chunk(self, encoded: list[tuple[list[int], int]]) -> torch.Tensor:
+    def score_chunk(self, encoded: list[tuple[list[int], int]]) -> torch.Tensor:
+        """Mean (or summed) log-prob of each response's tokens, float32 on the CPU."""
         width = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(encoded), width), dtype=torch.long)

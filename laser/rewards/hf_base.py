@@ -1,0 +1,121 @@
+"""Lazily loaded Hugging Face models: what the HF reward models and the pairwise LM judge share.
+
+A pool may list several 7B RMs, so nothing loads until a model is first used (the bandit picks the RM,
+or the judge is asked). This module holds the options every such model takes, the cheap path check,
+the load itself, device moves and the `batch_size` loop; each adapter keeps only its scoring maths.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import torch
+
+from laser.hf import load_model, load_tokenizer, resolve_dtype, resolve_model_path
+from laser.rewards.base import RewardModel, ScoringBatch
+
+T = TypeVar("T")
+_Self = TypeVar("_Self", bound="LazyHFModel")
+
+
+class LazyHFModel:
+    """A tokenizer and a `transformers` model (class `auto_class`) from a hub id or local folder,
+    loaded on the first `load()` call.
+
+    Args:
+        model_name_or_path: hub id or local folder with config.json and weights.
+        tokenizer_name_or_path: defaults to `model_name_or_path`.
+        batch_size: items per forward pass; higher is faster and uses more memory.
+        max_length: tokens kept per item.
+        device, dtype: where and in which precision the model runs ("bfloat16" halves memory).
+        trust_remote_code: allow the checkpoint's own model code (ArmoRM needs it).
+        use_chat_template: format text as a chat when the tokenizer has a chat template.
+    """
+
+    auto_class: str  # the `transformers` Auto class `load` builds, e.g. "AutoModelForCausalLM"
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        tokenizer_name_or_path: str | None,
+        batch_size: int,
+        max_length: int,
+        device: str,
+        dtype: str,
+        trust_remote_code: bool,
+        use_chat_template: bool,
+    ) -> None:
+        super().__init__()  # cooperative: `RewardModel` (name) or `Judge` comes next in the MRO
+        resolve_dtype(dtype)  # fail on a typo now, not after the first bandit pick
+        self.model_name_or_path = str(model_name_or_path)
+        self.tokenizer_name_or_path = str(tokenizer_name_or_path or model_name_or_path)
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.device = str(device)
+        self.dtype = str(dtype)
+        self.trust_remote_code = bool(trust_remote_code)
+        self.use_chat_template = bool(use_chat_template)
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    def check(self) -> None:
+        """Fail now if a local model or tokenizer folder is missing (cheap; a hub id is checked on load)."""
+        resolve_model_path(self.model_name_or_path)
+        resolve_model_path(self.tokenizer_name_or_path)
+
+    def load(self) -> None:
+        """Load the tokenizer and model now (otherwise the first use does it)."""
+        if self.model is not None:
+            return
+        import transformers  # deferred: importing transformers costs seconds
+
+        self.tokenizer = load_tokenizer(self.tokenizer_name_or_path, self.trust_remote_code)
+        self.model = load_model(
+            getattr(transformers, self.auto_class),
+            self.model_name_or_path,
+            self.dtype,
+            self.device,
+            self.tokenizer.pad_token_id,
+            self.trust_remote_code,
+        )
+
+    def to(self: _Self, device: str | torch.device) -> _Self:
+        """Move the model if loaded; otherwise load it there later."""
+        self.device = str(device)
+        if self.model is not None:
+            self.model.to(device)
+        return self
+
+    @property
+    def chat_formatted(self) -> bool:
+        """Whether texts are chat-formatted (after loading). A chat template writes the special tokens
+        (BOS) into the text itself, so they must not be added again when tokenising."""
+        return bool(self.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+
+    def batches(self, items: list[T]) -> Iterator[list[T]]:
+        """`items` in consecutive chunks of at most `batch_size`, one forward pass each."""
+        for start in range(0, len(items), self.batch_size):
+            yield items[start : start + self.batch_size]
+
+
+class LazyHFRewardModel(LazyHFModel, RewardModel):
+    """An HF RM: `prepare` turns a batch into per-response inputs, `score_chunk` scores up to
+    `batch_size` of them. Loads on the first `score` call, so listing it in a pool is free until the
+    bandit picks it."""
+
+    @abstractmethod
+    def prepare(self, batch: ScoringBatch) -> list[Any]:
+        """One model input per response (text or token ids); called after loading."""
+
+    @abstractmethod
+    def score_chunk(self, inputs: list[Any]) -> torch.Tensor:
+        """Float32 CPU scores for at most `batch_size` prepared inputs."""
+
+    @torch.no_grad()
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        """One score per response, float32 on the CPU."""
+        self.load()
+        scores = [self.score_chunk(chunk) for chunk in self.batches(self.prepare(batch))]
+        return torch.cat(scores) if scores else torch.zeros(0)
