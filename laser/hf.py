@@ -68,20 +68,39 @@ def load_model(
     device: str | torch.device,
     pad_token_id: int | None,
     trust_remote_code: bool = False,
+    allow_pickle_weights: bool = False,
 ) -> Any:
     """`auto_class.from_pretrained(...)` on `device`, in eval mode, with `config.pad_token_id` set
-    (sequence classifiers find each row's last token through it)."""
+    (sequence classifiers find each row's last token through it).
+
+    Weights load from safetensors only: a pickled `.bin` checkpoint can run arbitrary code when
+    loaded, so it is refused unless `allow_pickle_weights` is set for that model. Model code from
+    the hub runs only with `trust_remote_code`."""
     path = resolve_model_path(name_or_path)
     torch_dtype = resolve_dtype(dtype)
     try:
-        model = auto_class.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = auto_class.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                           use_safetensors=None if allow_pickle_weights else True)
     except Exception as error:
+        if not allow_pickle_weights and _only_pickle_weights(path):
+            raise LaserConfigError(
+                f"{name_or_path!r} has only pickled (.bin) weights, which can run code when loaded; convert them to "
+                f"safetensors, or set allow_pickle_weights: true for this model if you trust it") from error
         raise LaserConfigError(
             f"could not load {auto_class.__name__} from {name_or_path!r} ({_EXPECTED}): {_first_line(error)}"
         ) from error
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model.to(device).eval()
+
+
+def _only_pickle_weights(path: str) -> bool:
+    """True for a local folder with .bin weights and no .safetensors file."""
+    folder = os.path.expanduser(str(path))
+    if not os.path.isdir(folder):
+        return False
+    names = os.listdir(folder)
+    return any(n.endswith(".bin") for n in names) and not any(n.endswith(".safetensors") for n in names)
 
 
 def chat_text(tokenizer: Any, prompt: str, response: str | None, use_chat_template: bool) -> str | None:
@@ -102,9 +121,11 @@ def _first_line(error: BaseException) -> str:
 
 
 def load_causal_lm(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False,
-                   device: str | torch.device = "cpu", pad_token_id: int | None = None) -> Any:
+                   device: str | torch.device = "cpu", pad_token_id: int | None = None,
+                   allow_pickle_weights: bool = False) -> Any:
     """A causal LM (e.g. a policy) in train mode on `device`."""
     from transformers import AutoModelForCausalLM
 
-    model = load_model(AutoModelForCausalLM, name_or_path, dtype, device, pad_token_id, trust_remote_code)
+    model = load_model(AutoModelForCausalLM, name_or_path, dtype, device, pad_token_id, trust_remote_code,
+                       allow_pickle_weights)
     return model.train()

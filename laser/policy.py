@@ -44,6 +44,7 @@ class Policy(torch.nn.Module):
         max_prompt_tokens: prompts are cut from the left to this many tokens.
         max_new_tokens, temperature, top_p: sampling for training (paper: temperature 0.8).
         generation_backend: "hf" (transformers generate) or "vllm" (GPU machines with vLLM installed).
+        trust_remote_code / allow_pickle_weights: off unless you trust the model (they can run its code).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class Policy(torch.nn.Module):
         temperature: float = 0.8,
         top_p: float = 1.0,
         generation_backend: str = "hf",
+        allow_pickle_weights: bool = False,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -69,7 +71,8 @@ class Policy(torch.nn.Module):
         self.model_name_or_path = model_name_or_path
         self.tokenizer = load_tokenizer(tokenizer_name_or_path or model_name_or_path, trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the last prompt token
-        base = load_causal_lm(model_name_or_path, dtype, trust_remote_code, pad_token_id=self.tokenizer.pad_token_id)
+        base = load_causal_lm(model_name_or_path, dtype, trust_remote_code, pad_token_id=self.tokenizer.pad_token_id,
+                              allow_pickle_weights=allow_pickle_weights)
         lora = dict(lora or {})
         lora.setdefault("r", 16)
         lora.setdefault("lora_alpha", 32)
