@@ -12,6 +12,8 @@ from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from laser.faults import maybe_die
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """`TorchCheckpointIO` with temp-file-and-rename writes (loading is unchanged: weights_only)."""
@@ -24,6 +26,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
             with open(tmp, "rb") as handle:  # on disk before the rename makes it visible
                 os.fsync(handle.fileno())
+            maybe_die("checkpoint", int(checkpoint.get("epoch", -1)))  # fault-injection tests only
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)  # a failed write leaves no debris (and the old checkpoint)

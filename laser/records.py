@@ -67,6 +67,9 @@ class IterationTracker:
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time a phase of the step (embed, bandit, generate, score, train) into this iteration's record."""
+        from laser.faults import maybe_die
+
+        maybe_die(name, self.steps)  # fault-injection tests only (see laser/faults.py)
         started = time.perf_counter()
         try:
             yield

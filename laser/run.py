@@ -47,20 +47,67 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
     that the folder holds no earlier run (never overwrite outputs)."""
     if cfg.get("resume"):
         saved = Path(cfg.resume) / CONFIG_FILE
-        if not saved.exists() or not (Path(cfg.resume) / CHECKPOINT).exists():
+        if not saved.exists():
             raise LaserConfigError(f"resume={cfg.resume}: expected a run folder with {CONFIG_FILE} and {CHECKPOINT}")
         resumed = OmegaConf.load(saved)
-        resumed.resume = str(cfg.resume)
         resumed.stop_after_iteration = cfg.get("stop_after_iteration")  # the only knob a resume may change
         check_writable(output_dir)
+        claim_output_dir(output_dir, resuming=True)
+        for debris in [*output_dir.glob(".*.tmp-*"), *output_dir.glob("checkpoints/.*.tmp-*")]:
+            debris.unlink()  # a write cut short by a kill; the file it would have replaced is intact
+        if (Path(cfg.resume) / CHECKPOINT).exists():
+            resumed.resume = str(cfg.resume)
+        else:  # stopped before its first checkpoint: nothing to keep, start it again in place
+            log.warning("resume=%s: no checkpoint yet; starting the run again from the beginning", cfg.resume)
+            resumed.resume = None
+            (output_dir / "selections.jsonl").unlink(missing_ok=True)
+            (output_dir / "samples.jsonl").unlink(missing_ok=True)
         return resumed
     if (output_dir / "results.json").exists() or (output_dir / CHECKPOINT).exists():
         raise LaserConfigError(f"output folder {output_dir} already holds a run; refusing to overwrite it "
                                f"(continue it with resume={output_dir})")
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     check_writable(output_dir)
+    claim_output_dir(output_dir, resuming=False)
     OmegaConf.save(resolved, output_dir / CONFIG_FILE)
     return resolved
+
+
+def claim_output_dir(output_dir: Path, resuming: bool) -> None:
+    """Take the folder's lock (`run.lock`, holding our PID), so two jobs pointed at one folder (two sweeps
+    with the same sweep dir, say) never write into each other's run. A lock whose process is gone is
+    stale: a resume takes it over; a new run refuses the folder, which holds an unfinished run."""
+    import os
+
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # DDP ranks > 0 run inside rank 0's claim
+        return
+    lock = output_dir / "run.lock"
+    try:
+        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = lock.read_text().strip() or "?"
+        if owner.isdigit() and _process_alive(int(owner)) and int(owner) != os.getpid():
+            raise LaserConfigError(f"output folder {output_dir} is in use by another laser process (pid {owner}); "
+                                   f"point this job elsewhere with hydra.run.dir / hydra.sweep.dir") from None
+        if not resuming:
+            raise LaserConfigError(f"output folder {output_dir} holds an unfinished run; continue it with "
+                                   f"resume={output_dir} or choose another folder") from None
+        lock.write_text(str(os.getpid()))
+        return
+    with os.fdopen(handle, "w") as file:
+        file.write(str(os.getpid()))
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_writable(output_dir: Path, min_free_mb: int = 200) -> None:
@@ -173,6 +220,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     )
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "results.json", payload)
+        (output_dir / "run.lock").unlink(missing_ok=True)
         log.info("done in %.1fs: %s -> %s", time.perf_counter() - started, payload["final"],
                  output_dir / "results.json")
     return payload

@@ -96,9 +96,15 @@ def extract_final_answer_line(text: str) -> str | None:
     >>> extract_final_answer_line("no marker here") is None
     True
     """
+    return _rest_of_last_match(_FINAL_LINE_RE, text)
+
+
+def _rest_of_last_match(pattern: re.Pattern[str], text: str) -> str | None:
+    """The `rest` group of the last match of `pattern` in `text`, without markdown bold or trailing
+    sentence punctuation; None when nothing matches, the rest is empty or `text` is not a string."""
     if not isinstance(text, str):
         return None
-    matches = list(_FINAL_LINE_RE.finditer(text))
+    matches = list(pattern.finditer(text))
     if not matches:
         return None
     rest = matches[-1].group("rest").strip().strip("*").strip().rstrip(".!").strip()
@@ -145,13 +151,7 @@ def extract_strict_final_answer(text: str) -> str | None:
     >>> extract_strict_final_answer("The answer is no") is None
     True
     """
-    if not isinstance(text, str):
-        return None
-    matches = list(_STRICT_FINAL_RE.finditer(text))
-    if not matches:
-        return None
-    rest = matches[-1].group("rest").strip().strip("*").strip().rstrip(".!").strip()
-    return rest or None
+    return _rest_of_last_match(_STRICT_FINAL_RE, text)
 
 
 def extract_strict_yes_no(text: str) -> str | None:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import json
-import random
 import re
-import warnings
 from collections.abc import Iterable
-from pathlib import Path
 
-from laser.errors import LaserConfigError
 from laser.tasks.base import Example, Task
 from laser.tasks.extraction import extract_last_number, extract_strict_gsm8k, normalise_number
+from laser.tasks.loading import (
+    check_limit,
+    check_one_of,
+    check_prompt_template,
+    json_lines,
+    load_hub_dataset,
+    parse_rows,
+    require_file,
+    resolve_data_dir,
+    seeded_subset,
+)
 
 _EXTRACTIONS = ("strict", "flexible")
 _SPLITS = {"train": "train.jsonl", "test": "test.jsonl"}
 _CALCULATOR_RE = re.compile(r"<<[^>]*>>")
+_ROW_NEEDS = "string fields 'question' and 'answer' with a '#### <number>' final answer"
 
 
 class GSM8K(Task):
@@ -47,17 +54,10 @@ class GSM8K(Task):
         extraction: str = "flexible",
         prompt_template: str | None = None,
     ) -> None:
-        if extraction not in _EXTRACTIONS:
-            raise LaserConfigError(f"task.extraction={extraction!r} is not one of {list(_EXTRACTIONS)}")
-        for key, limit in (("train_limit", train_limit), ("test_limit", test_limit)):
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise LaserConfigError(f"task.{key}={limit!r} must be a positive integer or null (all rows)")
-        if prompt_template is not None:
-            if "{question}" not in prompt_template:
-                raise LaserConfigError(
-                    f"task.prompt_template={prompt_template!r} has no '{{question}}' placeholder"
-                )
-            self.prompt_template = prompt_template
+        check_one_of("extraction", extraction, _EXTRACTIONS)
+        check_limit("train_limit", train_limit)
+        check_limit("test_limit", test_limit)
+        self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
         self.data_dir = data_dir
         self.hub_id = hub_id
         self.hub_config = hub_config
@@ -82,74 +82,28 @@ class GSM8K(Task):
         # stays free, and repeated calls return the same subset.
         if split not in self._cache:
             source, rows = self._read_local(split) if self.data_dir is not None else self._read_hub(split)
-            examples = self._parse_rows(split, source, rows)
-            self._cache[split] = self._subset(split, examples)
+            def example(index: int, line: int, row: object) -> Example | None:
+                return _row_to_example(row, uid=f"gsm8k-{split}-{index}", line_number=line)
+
+            examples, skipped = parse_rows(
+                rows, example, dataset="GSM8K", source=source, needs=_ROW_NEEDS, unit="line",
+                stacklevel=3,  # point at the caller of train_examples()/test_examples()
+            )
+            self.skipped_rows += skipped
+            self._cache[split] = seeded_subset(examples, self.limits[split], f"gsm8k:{split}:{self.seed}")
         return self._cache[split]
 
     def _read_local(self, split: str) -> tuple[str, Iterable[tuple[int, object]]]:
-        from hydra.utils import to_absolute_path
-
-        # Relative to the launch directory even if a Hydra job has changed the working directory.
-        folder = Path(to_absolute_path(str(Path(self.data_dir).expanduser())))
         expected = f"a folder with {' and '.join(_SPLITS.values())} (JSON lines with 'question', 'answer')"
-        if not folder.is_dir():
-            raise LaserConfigError(f"task.data_dir={str(folder)!r} does not exist; expected {expected}")
-        path = folder / _SPLITS[split]
-        if not path.is_file():
-            raise LaserConfigError(f"GSM8K file {str(path)!r} is missing; task.data_dir must be {expected}")
-
-        def rows() -> Iterable[tuple[int, object]]:
-            with path.open(encoding="utf-8") as handle:
-                for line_number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue  # blank lines (e.g. a trailing newline) are not rows
-                    try:
-                        yield line_number, json.loads(line)
-                    except json.JSONDecodeError:
-                        yield line_number, None  # counted as malformed by _parse_rows
-
-        return str(path), rows()
+        folder = resolve_data_dir(self.data_dir, expected)
+        path = require_file(folder / _SPLITS[split], "GSM8K", expected)
+        with path.open(encoding="utf-8") as handle:
+            return str(path), list(json_lines(handle))
 
     def _read_hub(self, split: str) -> tuple[str, Iterable[tuple[int, object]]]:
-        try:
-            import datasets
-
-            dataset = datasets.load_dataset(self.hub_id, self.hub_config, split=split)
-        except Exception as error:  # offline, unknown id, missing package: all end the same way
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise LaserConfigError(
-                f"could not load the hub id {self.hub_id!r} (config {self.hub_config!r}): {reason}; "
-                "offline, pass task.data_dir=../shared/data/gsm8k"
-            ) from error
+        dataset = load_hub_dataset(self.hub_id, self.hub_config, split=split,
+                                   local_hint="offline, pass task.data_dir=../shared/data/gsm8k")
         return f"{self.hub_id}:{split}", enumerate(dataset, start=1)
-
-    def _parse_rows(self, split: str, source: str, rows: Iterable[tuple[int, object]]) -> list[Example]:
-        examples: list[Example] = []
-        bad_lines: list[int] = []
-        for index, (line_number, row) in enumerate(rows):
-            example = _row_to_example(row, uid=f"gsm8k-{split}-{index}", line_number=line_number)
-            if example is None:
-                bad_lines.append(line_number)
-            else:
-                examples.append(example)
-        if bad_lines:
-            self.skipped_rows += len(bad_lines)
-            # One warning per file, not one per row: a broken file should not flood the log.
-            warnings.warn(
-                f"skipped {len(bad_lines)} malformed GSM8K row(s) in {source} (first at line {bad_lines[0]}): "
-                "each row needs string fields 'question' and 'answer' with a '#### <number>' final answer",
-                stacklevel=4,  # point at the caller of train_examples()/test_examples()
-            )
-        return examples
-
-    def _subset(self, split: str, examples: list[Example]) -> list[Example]:
-        limit = self.limits[split]
-        if limit is None or limit >= len(examples):
-            return examples
-        # A string seed is hashed deterministically by `random` (unlike hash()), and naming the split
-        # keeps the train and test subsets independent. Sorted indices keep the file's order.
-        rng = random.Random(f"gsm8k:{split}:{self.seed}")
-        return [examples[i] for i in sorted(rng.sample(range(len(examples)), limit))]
 
     # ----- prompting and grading ---------------------------------------------------------------
 

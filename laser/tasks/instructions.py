@@ -9,14 +9,25 @@ MT-Bench's 80 questions are read from local files, split here into train and tes
 from __future__ import annotations
 
 import json
-import random
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 from laser.errors import LaserConfigError
 from laser.judges import Judge
 from laser.tasks.base import Example, Task
+from laser.tasks.loading import (
+    check_fraction,
+    check_limit,
+    check_one_of,
+    check_prompt_template,
+    json_lines,
+    load_hub_dataset,
+    parse_rows,
+    read_json_list,
+    resolve_path,
+    seeded_split,
+    seeded_subset,
+)
 from laser.winrate import read_alpaca_eval_outputs, win_rate
 
 SOURCES = ("alpaca_eval", "mt_bench", "wildchat")
@@ -27,7 +38,7 @@ _ROW_NEEDS = {
     "mt_bench": "a non-empty list 'turns' of strings and a string 'category'",
     "wildchat": "a 'conversation' list whose first user turn has non-empty string 'content'",
 }
-_FILTERED = object()  # a well-formed row this task does not use (a non-English WildChat conversation)
+_FILTERED = object()  # a well-formed row not used: a non-English WildChat one, a repeated instruction
 
 
 class Instructions(Task):
@@ -61,19 +72,13 @@ class Instructions(Task):
                  train_limit: int | None = None, test_limit: int | None = None, test_fraction: float = 0.2,
                  seed: int = 0, judge: Judge | None = None, reference: str | None = "dataset",
                  judge_both_orders: bool = True, prompt_template: str | None = None) -> None:
-        if source not in SOURCES:
-            raise LaserConfigError(f"task.source={source!r} is not one of {list(SOURCES)}")
-        for key, limit in (("train_limit", train_limit), ("test_limit", test_limit)):
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise LaserConfigError(f"task.{key}={limit!r} must be a positive integer or null (all rows)")
-        if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 < test_fraction < 1:
-            raise LaserConfigError(f"task.test_fraction={test_fraction!r} must be strictly between 0 and 1")
+        check_one_of("source", source, SOURCES)
+        check_limit("train_limit", train_limit)
+        check_limit("test_limit", test_limit)
+        check_fraction("test_fraction", test_fraction)
         if judge is not None and not isinstance(judge, Judge):
             raise LaserConfigError(f"task.judge is a {type(judge).__name__}, expected a Judge (a `_target_`) or null")
-        if prompt_template is not None:
-            if "{question}" not in prompt_template:
-                raise LaserConfigError(f"task.prompt_template={prompt_template!r} has no '{{question}}' placeholder")
-            self.prompt_template = prompt_template
+        self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
         self.name = self.source = source
         self.data_file, self.data_dir = data_file, data_dir
         self.hub_id = hub_id or _DEFAULT_HUB.get(source)
@@ -103,25 +108,19 @@ class Instructions(Task):
         if not self._splits:
             source, rows = self._read_local() if self._local_path() else self._read_hub()
             examples = self._with_references(self._parse_rows(source, rows))
-            order = list(range(len(examples)))
-            random.Random(f"instructions:{self.source}:split:{self.seed}").shuffle(order)
-            n_test = max(1, round(len(examples) * self.test_fraction)) if len(examples) > 1 else 0
-            held_out = set(order[:n_test])
-            for split, keep in (("train", lambda i: i not in held_out), ("test", lambda i: i in held_out)):
-                chosen = [e for i, e in enumerate(examples) if keep(i)]
-                self._splits[split] = _seeded_subset(chosen, self.limits[split], f"{self.source}:{split}:{self.seed}")
+            key = f"instructions:{self.source}"
+            train, test = seeded_split(examples, self.test_fraction, f"{key}:split:{self.seed}")
+            for split, chosen in (("train", train), ("test", test)):
+                self._splits[split] = seeded_subset(chosen, self.limits[split], f"{key}:{split}:{self.seed}")
         return self._splits
 
     def _local_path(self) -> Path | None:
-        from hydra.utils import to_absolute_path
-
-        # Relative to the launch directory even if a Hydra job has changed the working directory.
         if self.data_file is not None:
-            return Path(to_absolute_path(str(Path(self.data_file).expanduser())))
+            return resolve_path(self.data_file)
         if self.data_dir is not None:
             if self.source not in _DEFAULT_FILES:
                 raise LaserConfigError(f"task.source={self.source} has no usual file name: pass task.data_file=")
-            return Path(to_absolute_path(str(Path(self.data_dir).expanduser()))) / _DEFAULT_FILES[self.source]
+            return resolve_path(self.data_dir) / _DEFAULT_FILES[self.source]
         return None
 
     def _read_local(self) -> tuple[str, Iterable[tuple[int, object]]]:
@@ -130,52 +129,40 @@ class Instructions(Task):
         if not path.is_file():
             raise LaserConfigError(f"{self.source} file {str(path)!r} does not exist; expected {expected}")
         text = path.read_text(encoding="utf-8")
-        if text.lstrip().startswith("["):
-            try:
-                rows = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise LaserConfigError(f"{self.source} file {str(path)!r} is not valid JSON: {error}") from error
-            return str(path), enumerate(rows, start=1)
-        return str(path), _json_lines(text)
+        if text.lstrip().startswith("["):  # a JSON list (read again there: small files, one set of errors)
+            return str(path), enumerate(read_json_list(path, self.source), start=1)
+        return str(path), json_lines(text.splitlines())
 
     def _read_hub(self) -> tuple[str, Iterable[tuple[int, object]]]:
-        try:
-            import datasets
-
-            # Streaming reads only the first `hub_max_rows` conversations, not all of WildChat-1M.
-            stream = datasets.load_dataset(self.hub_id, split=self.hub_split, streaming=True)
-            rows = list(stream.take(self.hub_max_rows) if self.hub_max_rows else stream)
-        except Exception as error:  # offline, unknown or gated id, missing package: all end the same way
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise LaserConfigError(
-                f"could not load the hub id {self.hub_id!r}: {reason}; offline, use the local sources "
-                "task=alpaca_eval or task=mt_bench (files under ../shared/data), or task.data_file=<rows>"
-            ) from error
+        # Streaming reads only the first `hub_max_rows` conversations, not all of WildChat-1M.
+        rows = load_hub_dataset(
+            self.hub_id, split=self.hub_split, streaming=True,
+            prepare=lambda stream: list(stream.take(self.hub_max_rows) if self.hub_max_rows else stream),
+            local_hint="offline, use the local sources task=alpaca_eval or task=mt_bench (files under "
+                       "../shared/data), or task.data_file=<rows>",
+        )
         return f"{self.hub_id}:{self.hub_split}", enumerate(rows, start=1)
 
     def _parse_rows(self, source: str, rows: Iterable[tuple[int, object]]) -> list[Example]:
-        examples: list[Example] = []
-        bad_rows: list[int] = []
         seen: set[str] = set()
-        for number, row in rows:
+
+        def example(_: int, number: int, row: object) -> Example | object | None:
             fields = _row_fields(self.source, row)
-            if fields is None:
-                bad_rows.append(number)
-            elif fields is not _FILTERED:
-                question, reference, category, meta = fields
-                if question in seen:
-                    self.duplicate_rows += 1
-                    continue
-                seen.add(question)
-                meta = {"row": number, "dataset_reference": reference, **meta}
-                examples.append(Example(uid=f"{self.source}-{len(examples)}", question=question, answer="",
-                                        target=reference, category=category, meta=meta))
-        if bad_rows:
-            self.skipped_rows += len(bad_rows)
-            # One warning per file, not one per row: a broken file should not flood the log.
-            warnings.warn(f"skipped {len(bad_rows)} malformed {self.source} row(s) in {source} (first at row "
-                          f"{bad_rows[0]}): each row needs {_ROW_NEEDS[self.source]}", stacklevel=5)
-        return examples
+            if fields is None or fields is _FILTERED:
+                return fields
+            question, reference, category, meta = fields
+            if question in seen:
+                self.duplicate_rows += 1
+                return _FILTERED
+            seen.add(question)
+            meta = {"row": number, "dataset_reference": reference, **meta}
+            return Example(uid=f"{self.source}-{len(seen) - 1}", question=question, answer="", target=reference,
+                           category=category, meta=meta)
+
+        parsed, skipped = parse_rows(rows, example, dataset=self.source, source=source,
+                                     needs=_ROW_NEEDS[self.source], stacklevel=5)
+        self.skipped_rows += skipped
+        return [e for e in parsed if e is not _FILTERED]
 
     def _with_references(self, examples: list[Example]) -> list[Example]:
         """Set `meta["reference"]` from the dataset, nothing, or an outputs file (by instruction)."""
@@ -239,16 +226,6 @@ def write_alpaca_eval_outputs(path: str | Path, responses: list[str], examples: 
 Instructions.write_alpaca_eval_outputs = staticmethod(write_alpaca_eval_outputs)
 
 
-def _json_lines(text: str) -> Iterable[tuple[int, object]]:
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue  # blank lines (e.g. a trailing newline) are not rows
-        try:
-            yield line_number, json.loads(line)
-        except json.JSONDecodeError:
-            yield line_number, None  # counted as malformed
-
-
 def _row_fields(source: str, row: object) -> tuple[str, str, str, dict] | object | None:
     """(question, reference, category, extra meta) of a row; `_FILTERED` for a row not used; None if malformed."""
     if not isinstance(row, dict):
@@ -277,11 +254,3 @@ def _row_fields(source: str, row: object) -> tuple[str, str, str, dict] | object
     if not isinstance(content, str) or not content.strip():
         return None
     return content.strip(), "", "", {"conversation_hash": row.get("conversation_hash")}
-
-
-def _seeded_subset(examples: list[Example], limit: int | None, key: str) -> list[Example]:
-    if limit is None or limit >= len(examples):
-        return examples
-    # A string seed is hashed deterministically by `random`; sorted indices keep the file's order.
-    rng = random.Random(f"instructions:{key}")
-    return [examples[i] for i in sorted(rng.sample(range(len(examples)), limit))]

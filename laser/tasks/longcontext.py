@@ -12,21 +12,29 @@ The paper's third setting: no training, best-of-n answer selection on long passa
 
 from __future__ import annotations
 
-import json
-import random
 import re
-import warnings
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from laser.errors import LaserConfigError
 from laser.metrics import best_f1, exact_match
 from laser.tasks.base import Example, Task
+from laser.tasks.loading import (
+    check_count,
+    check_limit,
+    check_one_of,
+    load_hub_dataset,
+    parse_rows,
+    read_json_list,
+    require_file,
+    resolve_data_dir,
+    seeded_subset,
+)
 
 SOURCES = ("hotpotqa", "longbench")
 HOTPOTQA_FILE = "dev_distractor.json"
 _PLACEHOLDER = re.compile(r"\{(context|input)\}")
 _LONGBENCH_ANSWER = " Do not provide any explanation.\n\nQuestion: {input}\n\nAnswer:"
+_ROW_NEEDS = "a question, a passage and at least one gold answer"
 
 
 class LongContextQA(Task):
@@ -93,15 +101,12 @@ class LongContextQA(Task):
         prompt_template: str | None = None,
         first_line: bool = True,
     ) -> None:
-        if source not in SOURCES:
-            raise LaserConfigError(f"task.source={source!r} is not one of {list(SOURCES)}")
+        check_one_of("source", source, SOURCES)
         if source == "hotpotqa" and not data_dir:
             raise LaserConfigError("task.source=hotpotqa reads a local dev_distractor.json: pass "
                                    "task.data_dir=../shared/data/hotpotqa (or task=longbench for the hub)")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise LaserConfigError(f"task.limit={limit!r} must be a positive integer or null (all rows)")
-        if isinstance(train_limit, bool) or not isinstance(train_limit, int) or train_limit < 0:
-            raise LaserConfigError(f"task.train_limit={train_limit!r} must be an integer >= 0")
+        check_limit("limit", limit)
+        check_count("train_limit", train_limit)  # 0: no training rows
         subsets = [str(s) for s in ([subsets] if isinstance(subsets, str) else subsets)]
         if source == "longbench" and not subsets:
             raise LaserConfigError("task.subsets is empty: name LongBench subsets, e.g. [hotpotqa, musique]")
@@ -136,20 +141,15 @@ class LongContextQA(Task):
         for subset in self.subsets:
             held_out = set(self._test_subset(subset))
             rest = [i for i in range(len(self._subset_rows(subset))) if i not in held_out]
-            rng = random.Random(f"longcontext:train:{subset}:{self.seed}")
-            chosen = sorted(rng.sample(rest, min(self.train_limit, len(rest))))
+            chosen = seeded_subset(rest, self.train_limit, f"longcontext:train:{subset}:{self.seed}")
             examples.extend(self._subset_rows(subset)[i] for i in chosen)
         return examples
 
     def _test_subset(self, subset: str) -> list[int]:
         if subset not in self._test_indices:
-            count = len(self._subset_rows(subset))
-            indices = list(range(count))
-            if self.limit is not None and self.limit < count:
-                # A string seed hashes deterministically; sorted indices keep the file's order.
-                rng = random.Random(f"longcontext:test:{subset}:{self.seed}")
-                indices = sorted(rng.sample(indices, self.limit))
-            self._test_indices[subset] = indices
+            indices = list(range(len(self._subset_rows(subset))))
+            key = f"longcontext:test:{subset}:{self.seed}"
+            self._test_indices[subset] = seeded_subset(indices, self.limit, key)
         return self._test_indices[subset]
 
     def _subset_rows(self, subset: str) -> list[Example]:
@@ -159,50 +159,29 @@ class LongContextQA(Task):
         return self._rows[subset]
 
     def _read_hotpotqa(self) -> Iterable[tuple[int, object]]:
-        from hydra.utils import to_absolute_path
-
-        folder = Path(to_absolute_path(str(Path(self.data_dir).expanduser())))
-        path = folder / HOTPOTQA_FILE
-        if not path.is_file():
-            raise LaserConfigError(f"{str(path)!r} is missing; task.data_dir must be a folder with {HOTPOTQA_FILE}")
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise LaserConfigError(f"{str(path)!r} is not valid JSON ({error.msg} at line {error.lineno})") from None
-        if not isinstance(rows, list):
-            raise LaserConfigError(f"{str(path)!r} must hold a JSON list of questions, got a {type(rows).__name__}")
-        return enumerate(rows)
+        expected = f"a folder with {HOTPOTQA_FILE}"
+        path = require_file(resolve_data_dir(self.data_dir, expected) / HOTPOTQA_FILE, "HotpotQA", expected)
+        return enumerate(read_json_list(path, "HotpotQA"))
 
     def _read_longbench(self, subset: str) -> Iterable[tuple[int, object]]:
-        try:
-            import datasets
-
-            dataset = datasets.load_dataset(self.hub_id, subset, split="test")
-        except Exception as error:  # offline, unknown subset, script-based dataset: all end the same way
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise LaserConfigError(
-                f"could not load {self.hub_id!r} subset {subset!r}: {reason}; offline, use the local HotpotQA "
-                "source: task=hotpotqa task.data_dir=../shared/data/hotpotqa"
-            ) from error
-        return enumerate(dataset)
+        hint = "offline, use the local HotpotQA source: task=hotpotqa task.data_dir=../shared/data/hotpotqa"
+        return enumerate(load_hub_dataset(self.hub_id, subset, split="test", local_hint=hint))
 
     def _parse(self, subset: str, rows: Iterable[tuple[int, object]]) -> list[Example]:
-        examples, bad = [], []
-        for index, row in rows:
-            parse = _hotpotqa_row if self.source == "hotpotqa" else _longbench_row
+        parse = _hotpotqa_row if self.source == "hotpotqa" else _longbench_row
+
+        def example(_: int, number: int, row: object) -> Example | None:
             parts = parse(row)
             if parts is None:
-                bad.append(index)
-                continue
+                return None
             uid, question, passage, answers, meta = parts
-            prompt = self._prompt(subset, passage, question)
-            examples.append(Example(uid=f"{subset}-{uid or index}", question=prompt, answer=answers[0],
-                                    target=answers[0], category=subset,
-                                    meta={"answers": answers, "passage": passage, "question": question, **meta}))
-        if bad:
-            self.skipped_rows += len(bad)
-            warnings.warn(f"skipped {len(bad)} malformed {self.source} row(s) in subset {subset!r} (first at row "
-                          f"{bad[0]}): each needs a question, a passage and at least one gold answer", stacklevel=4)
+            return Example(uid=f"{subset}-{uid or number}", question=self._prompt(subset, passage, question),
+                           answer=answers[0], target=answers[0], category=subset,
+                           meta={"answers": answers, "passage": passage, "question": question, **meta})
+
+        examples, skipped = parse_rows(rows, example, dataset=self.source, source=f"subset {subset!r}",
+                                       needs=_ROW_NEEDS, stacklevel=4)
+        self.skipped_rows += skipped
         return examples
 
     def _prompt(self, subset: str, passage: str, question: str) -> str:

@@ -5,17 +5,27 @@ from __future__ import annotations
 import csv
 import difflib
 import random
-import warnings
 from collections.abc import Iterable
-from pathlib import Path
 
 from laser.errors import LaserConfigError
 from laser.tasks.base import Example, Task
 from laser.tasks.extraction import extract_choice_letter, extract_strict_choice
+from laser.tasks.loading import (
+    check_count,
+    check_fraction,
+    check_limit,
+    check_one_of,
+    check_prompt_template,
+    load_hub_dataset,
+    parse_rows,
+    resolve_data_dir,
+    seeded_subset,
+)
 
 _EXTRACTIONS = ("strict", "flexible")
 _LETTERS = "ABCD"
 _HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
+_ROW_NEEDS = "a question, four choices and an answer index 0-3 (or letter A-D)"
 
 
 class MMLU(Task):
@@ -52,23 +62,16 @@ class MMLU(Task):
         extraction: str = "flexible",
         prompt_template: str | None = None,
     ) -> None:
-        if extraction not in _EXTRACTIONS:
-            raise LaserConfigError(f"task.extraction={extraction!r} is not one of {list(_EXTRACTIONS)}")
-        for key, limit in (("train_limit", train_limit), ("test_limit", test_limit)):
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise LaserConfigError(f"task.{key}={limit!r} must be a positive integer or null (all rows)")
-        if not isinstance(num_fewshot, int) or isinstance(num_fewshot, bool) or not 0 <= num_fewshot <= 5:
-            raise LaserConfigError(f"task.num_fewshot={num_fewshot!r} must be an integer from 0 to 5")
-        is_number = isinstance(train_fraction, int | float) and not isinstance(train_fraction, bool)
-        if not is_number or not 0 < train_fraction < 1:
-            raise LaserConfigError(f"task.train_fraction={train_fraction!r} must be strictly between 0 and 1")
+        check_one_of("extraction", extraction, _EXTRACTIONS)
+        check_limit("train_limit", train_limit)
+        check_limit("test_limit", test_limit)
+        check_count("num_fewshot", num_fewshot, most=5)  # the dev split has five rows per subject
+        check_fraction("train_fraction", train_fraction)
         # A single name is allowed (task.subjects=anatomy); Hydra passes lists as a ListConfig.
         subjects = [subjects] if isinstance(subjects, str) else None if subjects is None else list(subjects)
         if subjects is not None and (not subjects or not all(isinstance(s, str) for s in subjects)):
             raise LaserConfigError(f"task.subjects={subjects!r} must be a list of subject names or null")
-        if prompt_template is not None and "{question}" not in prompt_template:
-            raise LaserConfigError(f"task.prompt_template={prompt_template!r} lacks a '{{question}}' placeholder")
-        self.prompt_template = prompt_template if prompt_template is not None else self.prompt_template
+        self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
         self.data_dir = data_dir
         self.hub_id, self.hub_config = hub_id, hub_config
         self.subjects = None if subjects is None else sorted(set(subjects))
@@ -93,12 +96,8 @@ class MMLU(Task):
 
     def _examples(self, split: str) -> list[Example]:
         if split not in self._cache:
-            full, limit = self._split()[split], self.limits[split]
-            if limit is None or limit >= len(full):
-                self._cache[split] = full
-            else:  # seeded (string seeds hash deterministically), independent per split, in order
-                rng = random.Random(f"mmlu:{split}:{self.seed}")
-                self._cache[split] = [full[i] for i in sorted(rng.sample(range(len(full)), limit))]
+            key = f"mmlu:{split}:{self.seed}"
+            self._cache[split] = seeded_subset(self._split()[split], self.limits[split], key)
         return self._cache[split]
 
     def _split(self) -> dict[str, list[Example]]:
@@ -137,13 +136,8 @@ class MMLU(Task):
         return self._raw[kind]
 
     def _read_local(self, kind: str) -> dict[str, list[Example]]:
-        from hydra.utils import to_absolute_path
-
-        # Relative to the launch directory even if a Hydra job has changed the working directory.
-        folder = Path(to_absolute_path(str(Path(self.data_dir).expanduser())))
         expected = "a folder with test/<subject>_test.csv and dev/<subject>_dev.csv"
-        if not folder.is_dir():
-            raise LaserConfigError(f"task.data_dir={str(folder)!r} does not exist; expected {expected}")
+        folder = resolve_data_dir(self.data_dir, expected)
         files = sorted((folder / kind).glob("*.csv"))
         if not files:
             raise LaserConfigError(f"no MMLU CSV files in {str(folder / kind)!r}; expected {expected}")
@@ -157,52 +151,39 @@ class MMLU(Task):
                     rows = [(reader.line_num, _csv_row(row)) for row in reader if row and row != _HEADER]
             except (UnicodeDecodeError, csv.Error) as error:
                 raise LaserConfigError(f"MMLU file {str(path)!r} is not a readable CSV: {error}") from error
-            by_subject.update(self._parse_rows(kind, str(path), ((subject, line, row) for line, row in rows)))
+            numbered = ((line, (subject, row)) for line, row in rows)
+            by_subject.update(self._parse_rows(kind, str(path), numbered))
         return by_subject
 
     def _read_hub(self, kind: str) -> dict[str, list[Example]]:
         if self._hub is None:  # one download serves both the test and the dev split
-            try:
-                import datasets
-
-                self._hub = dict(datasets.load_dataset(self.hub_id, self.hub_config))
-            except Exception as error:  # offline, unknown id, missing package: all end the same way
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise LaserConfigError(
-                    f"could not load the hub id {self.hub_id!r} (config {self.hub_config!r}): {reason}; "
-                    "offline, pass task.data_dir=../shared/data/mmlu"
-                ) from error
+            self._hub = load_hub_dataset(self.hub_id, self.hub_config, prepare=dict,
+                                         local_hint="offline, pass task.data_dir=../shared/data/mmlu")
         if kind not in self._hub:
             raise LaserConfigError(f"hub id {self.hub_id!r} has no {kind!r} split; it has {list(self._hub)}")
 
-        def triples() -> Iterable[tuple[str, int, object]]:
+        def numbered() -> Iterable[tuple[int, tuple[str, object]]]:
             for number, row in enumerate(self._hub[kind], start=1):
                 subject = row.get("subject") if isinstance(row, dict) else None
-                yield subject or self.hub_config, number, row  # a one-subject config may lack the field
+                yield number, (subject or self.hub_config, row)  # a one-subject config may lack the field
 
-        return self._parse_rows(kind, f"{self.hub_id}:{kind}", triples())
+        return self._parse_rows(kind, f"{self.hub_id}:{kind}", numbered())
 
-    def _parse_rows(self, kind: str, source: str, rows: Iterable[tuple[str, int, object]]) -> dict[str, list]:
-        """Examples grouped by subject from (subject, line, row) triples; malformed rows are counted."""
-        by_subject: dict[str, list[Example]] = {}
+    def _parse_rows(self, kind: str, source: str, rows: Iterable[tuple[int, tuple]]) -> dict[str, list]:
+        """Examples grouped by subject from (line, (subject, row)) pairs; malformed rows are counted."""
         seen: dict[str, int] = {}  # rows per subject so far, good or bad: uids stay stable
-        bad_lines: list[int] = []
-        for subject, line, row in rows:
+
+        def parse(_: int, line: int, subject_row: tuple[str, object]) -> Example | None:
+            subject, row = subject_row
             index = seen[subject] = seen.get(subject, -1) + 1
-            example = _row_to_example(row, subject, uid=f"mmlu-{kind}-{subject}-{index}", line=line)
-            if example is None:
-                bad_lines.append(line)
-            else:
-                by_subject.setdefault(subject, []).append(example)
-        if bad_lines:
-            self.skipped_rows += len(bad_lines)
-            # One warning per file, not one per row: a broken file should not flood the log.
-            warnings.warn(
-                f"skipped {len(bad_lines)} malformed MMLU row(s) in {source} "
-                f"(first at line {bad_lines[0]}): each row needs a question, four choices and an "
-                "answer index 0-3 (or letter A-D)",
-                stacklevel=2,
-            )
+            return _row_to_example(row, subject, uid=f"mmlu-{kind}-{subject}-{index}", line=line)
+
+        examples, skipped = parse_rows(rows, parse, dataset="MMLU", source=source, needs=_ROW_NEEDS,
+                                       unit="line", stacklevel=2)
+        self.skipped_rows += skipped
+        by_subject: dict[str, list[Example]] = {}
+        for example in examples:  # `category` is the subject
+            by_subject.setdefault(example.category, []).append(example)
         return by_subject
 
     # ----- prompting and grading ---------------------------------------------------------------

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import random
-import warnings
-from pathlib import Path
 
-from laser.errors import LaserConfigError
 from laser.tasks.base import Example, Task
 from laser.tasks.extraction import extract_strict_yes_no, extract_yes_no
+from laser.tasks.loading import (
+    check_count,
+    check_fraction,
+    check_limit,
+    check_one_of,
+    check_prompt_template,
+    load_hub_dataset,
+    parse_rows,
+    read_json_list,
+    require_file,
+    resolve_data_dir,
+    seeded_split,
+    seeded_subset,
+)
 
 _EXTRACTIONS = ("strict", "flexible")
 _FILES = {"train": "train.json", "test": "dev.json"}  # the public test set has no labels: dev is our test
 _TEST_SPLITS = ("test", "validation", "dev")  # what hub variants call their held-out split
 _GOLDS = {"true": "yes", "yes": "yes", "false": "no", "no": "no"}
+_ROW_NEEDS = "a non-empty string 'question' and a boolean (or yes/no) 'answer'"
 
 
 class StrategyQA(Task):
@@ -49,22 +60,12 @@ class StrategyQA(Task):
         extraction: str = "flexible",
         prompt_template: str | None = None,
     ) -> None:
-        if extraction not in _EXTRACTIONS:
-            raise LaserConfigError(f"task.extraction={extraction!r} is not one of {list(_EXTRACTIONS)}")
-        for key, limit in (("train_limit", train_limit), ("test_limit", test_limit)):
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise LaserConfigError(f"task.{key}={limit!r} must be a positive integer or null (all rows)")
-        if isinstance(num_fewshot, bool) or not isinstance(num_fewshot, int) or num_fewshot < 0:
-            raise LaserConfigError(f"task.num_fewshot={num_fewshot!r} must be a non-negative integer")
-        is_number = isinstance(test_fraction, int | float) and not isinstance(test_fraction, bool)
-        if not is_number or not 0 < test_fraction < 1:
-            raise LaserConfigError(f"task.test_fraction={test_fraction!r} must be strictly between 0 and 1")
-        if prompt_template is not None:
-            if "{question}" not in prompt_template:
-                raise LaserConfigError(
-                    f"task.prompt_template={prompt_template!r} has no '{{question}}' placeholder"
-                )
-            self.prompt_template = prompt_template
+        check_one_of("extraction", extraction, _EXTRACTIONS)
+        check_limit("train_limit", train_limit)
+        check_limit("test_limit", test_limit)
+        check_count("num_fewshot", num_fewshot)
+        check_fraction("test_fraction", test_fraction)
+        self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
         self.data_dir = data_dir
         self.hub_id = hub_id
         self.limits = {"train": train_limit, "test": test_limit}
@@ -90,7 +91,7 @@ class StrategyQA(Task):
     def _examples(self, split: str) -> list[Example]:
         if split not in self._cache:
             full = self._load()[split]
-            self._cache[split] = _seeded_subset(full, self.limits[split], f"{split}:{self.seed}")
+            self._cache[split] = seeded_subset(full, self.limits[split], f"strategyqa:{split}:{self.seed}")
         return self._cache[split]
 
     def _load(self) -> dict[str, list[Example]]:
@@ -101,76 +102,37 @@ class StrategyQA(Task):
         return self._full
 
     def _read_local(self) -> dict[str, list[Example]]:
-        from hydra.utils import to_absolute_path
-
-        # Relative to the launch directory even if a Hydra job has changed the working directory.
-        folder = Path(to_absolute_path(str(Path(self.data_dir).expanduser())))
         expected = "a folder with train.json and dev.json (JSON lists of rows with 'question', 'answer')"
-        if not folder.is_dir():
-            raise LaserConfigError(f"task.data_dir={str(folder)!r} does not exist; expected {expected}")
+        folder = resolve_data_dir(self.data_dir, expected)
         loaded = {}
         for split, filename in _FILES.items():
-            path = folder / filename
-            if not path.is_file():
-                raise LaserConfigError(
-                    f"StrategyQA file {str(path)!r} is missing; task.data_dir must be {expected}"
-                )
-            try:
-                rows = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise LaserConfigError(f"StrategyQA file {str(path)!r} is not valid JSON: {error}") from error
-            if not isinstance(rows, list):
-                raise LaserConfigError(f"StrategyQA file {str(path)!r} must hold a JSON list of rows")
-            loaded[split] = self._parse_rows(split, str(path), rows)
+            path = require_file(folder / filename, "StrategyQA", expected)
+            loaded[split] = self._parse_rows(split, str(path), read_json_list(path, "StrategyQA"))
         return loaded
 
     def _read_hub(self) -> dict[str, list[Example]]:
-        try:
-            import datasets
-
-            splits = datasets.load_dataset(self.hub_id)
-            names = list(splits.keys())
-        except Exception as error:  # offline, unknown id, missing package: all end the same way
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise LaserConfigError(
-                f"could not load the hub id {self.hub_id!r}: {reason}; "
-                "offline, pass task.data_dir=../shared/data/strategyqa"
-            ) from error
-        held_out = next((name for name in _TEST_SPLITS if name in names), None)
-        if "train" in names and held_out is not None:
+        hint = "offline, pass task.data_dir=../shared/data/strategyqa"
+        splits = load_hub_dataset(self.hub_id, local_hint=hint, prepare=dict)
+        held_out = next((name for name in _TEST_SPLITS if name in splits), None)
+        if "train" in splits and held_out is not None:
             return {
                 "train": self._parse_rows("train", f"{self.hub_id}:train", splits["train"]),
                 "test": self._parse_rows("test", f"{self.hub_id}:{held_out}", splits[held_out]),
             }
         # No train/test pair (e.g. a single "test" split of all rows): split every row, seeded.
-        pooled = [e for name in names for e in self._parse_rows(name, f"{self.hub_id}:{name}", splits[name])]
-        order = list(range(len(pooled)))
-        random.Random(f"strategyqa:split:{self.seed}").shuffle(order)
-        n_test = max(1, round(len(pooled) * self.test_fraction)) if len(pooled) > 1 else 0
-        test_ids = set(order[:n_test])
-        return {
-            "train": [e for i, e in enumerate(pooled) if i not in test_ids],
-            "test": [e for i, e in enumerate(pooled) if i in test_ids],
-        }
+        pooled = [e for name in splits for e in self._parse_rows(name, f"{self.hub_id}:{name}", splits[name])]
+        train, test = seeded_split(pooled, self.test_fraction, f"strategyqa:split:{self.seed}")
+        return {"train": train, "test": test}
 
     def _parse_rows(self, split: str, source: str, rows) -> list[Example]:
-        examples: list[Example] = []
-        bad_rows: list[int] = []
-        for number, row in enumerate(rows, start=1):
-            example = _row_to_example(row, uid=f"strategyqa-{split}-{number - 1}", row_number=number)
-            if example is None:
-                bad_rows.append(number)
-            else:
-                examples.append(example)
-        if bad_rows:
-            self.skipped_rows += len(bad_rows)
-            # One warning per file, not one per row: a broken file should not flood the log.
-            warnings.warn(
-                f"skipped {len(bad_rows)} malformed StrategyQA row(s) in {source} "
-                f"(first at row {bad_rows[0]}): each row needs a non-empty string 'question' "
-                "and a boolean (or yes/no) 'answer'",
-                stacklevel=6,  # point at the caller of train_examples()/test_examples()
-            )
+        def example(index: int, number: int, row: object) -> Example | None:
+            return _row_to_example(row, uid=f"strategyqa-{split}-{index}", row_number=number)
+
+        examples, skipped = parse_rows(
+            enumerate(rows, start=1), example, dataset="StrategyQA", source=source, needs=_ROW_NEEDS,
+            stacklevel=6,  # point at the caller of train_examples()/test_examples()
+        )
+        self.skipped_rows += skipped
         return examples
 
     # ----- prompting and grading ---------------------------------------------------------------
@@ -228,12 +190,3 @@ def _row_to_example(row: object, uid: str, row_number: int) -> Example | None:
     meta = {"row": row_number, "qid": row.get("qid")}
     return Example(uid=uid, question=question.strip(), answer=gold, target=target, meta=meta)
 
-
-def _seeded_subset(examples: list[Example], limit: int | None, key: str) -> list[Example]:
-    """A seeded random subset of `limit` examples in their original order (all when `limit` is None)."""
-    if limit is None or limit >= len(examples):
-        return examples
-    # A string seed is hashed deterministically by `random` (unlike hash()); the key names the split
-    # so that train and test subsets are drawn independently.
-    rng = random.Random(f"strategyqa:{key}")
-    return [examples[i] for i in sorted(rng.sample(range(len(examples)), limit))]
