@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from laser.config_checks import check_config
 from laser.errors import LaserConfigError
 from laser.instantiate import instantiate
 
@@ -191,6 +192,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
     from laser.records import results_payload, write_json_atomically
 
+    check_config(cfg)  # every knob's type and range, before any work
     cfg = prepare_output_dir(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")

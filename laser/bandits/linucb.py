@@ -19,8 +19,6 @@ from laser.bandits.ridge import (
     TIE_TOLERANCE,
     RidgeSelector,
     argmax_with_ties,
-    quadratic_forms,
-    ridge_estimates,
     sherman_morrison_update,
 )
 
@@ -35,7 +33,8 @@ def ucb_scores(
 
     estimate_k = (A_k^{-1} b_k) . x and bonus_k = alpha * sqrt(x^T A_k^{-1} x); the UCB score is their sum.
     """
-    return ridge_estimates(A_inv, b, x), alpha * quadratic_forms(A_inv, x).sqrt()
+    u = A_inv @ x  # one pass over the K d x d inverses serves both terms (A_k^{-1} is symmetric)
+    return (b * u).sum(-1), alpha * (x * u).sum(-1).clamp_min(0.0).sqrt()
 
 
 class LinUCB(RidgeSelector):

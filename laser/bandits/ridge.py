@@ -31,13 +31,14 @@ def sherman_morrison_update(A_inv: torch.Tensor, x: torch.Tensor) -> torch.Tenso
 
 def ridge_estimates(A_inv: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-arm predicted reward theta_k . x with theta_k = A_k^{-1} b_k (A_inv: K x d x d, b: K x d)."""
-    return torch.einsum("kij,kj->ki", A_inv, b) @ x
+    # theta_k . x = b_k . (A_k^{-1} x) since A_k^{-1} is symmetric: K matrix-vector products, no d x d temporaries
+    return (b * (A_inv @ x)).sum(-1)
 
 
 def quadratic_forms(M: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-arm x^T M_k x for stacked M (K x d x d), clamped at 0: rounding can make a tiny quadratic form
     slightly negative, and the square roots taken of it would give NaN."""
-    return torch.einsum("i,kij,j->k", x, M, x).clamp_min(0.0)
+    return (x * (M @ x)).sum(-1).clamp_min(0.0)
 
 
 def cholesky_with_jitter(M: torch.Tensor, tries: int = 6) -> torch.Tensor:
@@ -109,9 +110,10 @@ class RidgeArms:
 
     def observe(self, arm: int, x: torch.Tensor, reward: float) -> None:
         """Add (x, reward) to arm `arm`'s regression (x from `prepare`); the other arms are untouched."""
-        self.A[arm] += torch.outer(x, x)
-        self.A_inv[arm] = sherman_morrison_update(self.A_inv[arm], x)
-        self.b[arm] += float(reward) * x
+        self.A[arm].addr_(x, x)  # in place: no K x d x d copies per step
+        u = self.A_inv[arm] @ x
+        self.A_inv[arm].addr_(u, u, alpha=-1.0 / (1.0 + float(x @ u)))  # Sherman-Morrison, in place
+        self.b[arm].add_(x, alpha=float(reward))
         self.counts[arm] += 1
 
     def theta(self) -> torch.Tensor:

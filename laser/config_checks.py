@@ -1,0 +1,89 @@
+"""Validate the composed config before any work: types and ranges of every knob a user types.
+
+One rule per key: (dotted key, predicate, what is valid). The first broken rule becomes one line:
+`config laser.num_samples=1: must be an integer >= 2`. Choices of config groups (bandit=..., task=...)
+are checked by Hydra itself, which lists the valid options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from laser.errors import LaserConfigError
+
+
+def _integer(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _number(low: float, high: float = float("inf"), low_open: bool = False, high_open: bool = False):
+    def check(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return False
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return check
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _one_of(*choices: Any) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("seed", _integer(0), "an integer >= 0"),
+    ("num_threads", _optional(_integer(1)), "null or an integer >= 1"),
+    ("stop_after_iteration", _optional(_integer(1)), "null or an integer >= 1"),
+    ("laser.iterations", _integer(1), "an integer >= 1"),
+    ("laser.num_samples", _integer(2), "an integer >= 2 (pairs need two responses)"),
+    ("laser.pairs_per_prompt", _integer(1), "an integer >= 1"),
+    ("laser.beta", _number(0, low_open=True), "a number > 0"),
+    ("laser.label_smoothing", _number(0, 0.5, high_open=True), "a number in [0, 0.5)"),
+    ("laser.nll_weight", _number(0), "a number >= 0"),
+    ("laser.lr", _number(0, low_open=True), "a number > 0"),
+    ("laser.weight_decay", _number(0), "a number >= 0"),
+    ("laser.max_grad_norm", _number(0), "a number >= 0 (0 disables clipping)"),
+    ("laser.log_samples_every", _integer(0), "an integer >= 0 (0 disables)"),
+    ("data.batch_size", _integer(1), "an integer >= 1"),
+    ("data.steps_per_iteration", _integer(1), "an integer >= 1"),
+    ("data.eval_batch_size", _integer(1), "an integer >= 1"),
+    ("data.eval_limit", _optional(_integer(1)), "null or an integer >= 1"),
+    ("policy.temperature", _number(0, low_open=True), "a number > 0"),
+    ("policy.top_p", _number(0, 1, low_open=True), "a number in (0, 1]"),
+    ("policy.max_new_tokens", _integer(1), "an integer >= 1"),
+    ("policy.max_prompt_tokens", _integer(1), "an integer >= 1"),
+    ("policy.dtype", _one_of("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
+     "one of float32, bfloat16, float16"),
+    ("policy.generation_backend", _one_of("hf", "vllm"), "hf or vllm"),
+    ("reward_normaliser.low_quantile", _number(0, 1), "a number in [0, 1]"),
+    ("reward_normaliser.high_quantile", _number(0, 1), "a number in [0, 1]"),
+    ("bandit.granularity", _one_of("batch", "instance"), "batch or instance"),
+    ("bandit.context", _one_of("last_token", "mean_embedding", "sentence_encoder"),
+     "last_token, mean_embedding or sentence_encoder"),
+    ("bandit.context_dim", _optional(_integer(1)), "null or an integer >= 1"),
+    ("bandit.alpha", _number(0), "a number >= 0"),
+]
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise a one-line LaserConfigError for the first knob outside its valid range."""
+    missing = object()
+    for key, valid, description in RULES:
+        value = OmegaConf.select(cfg, key, default=missing)
+        if value is missing:  # the knob does not exist in this composition (another policy or bandit)
+            continue
+        if not valid(value):
+            raise LaserConfigError(f"config {key}={value!r}: must be {description}")
+    low = OmegaConf.select(cfg, "reward_normaliser.low_quantile", default=0.0)
+    high = OmegaConf.select(cfg, "reward_normaliser.high_quantile", default=1.0)
+    if low >= high:
+        raise LaserConfigError(f"config reward_normaliser.low_quantile={low} must be below high_quantile={high}")
+    models = OmegaConf.select(cfg, "rm_pool.models", default=None)
+    if models is not None and not [name for name, rm in models.items() if rm is not None]:
+        raise LaserConfigError("config rm_pool.models is empty: the pool needs at least one RM (K >= 1)")

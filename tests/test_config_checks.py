@@ -1,0 +1,38 @@
+"""Every knob a user types is checked before any work, with one line naming key, value and range."""
+
+from __future__ import annotations
+
+import pytest
+
+from laser.errors import LaserConfigError
+from laser.run import run
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("laser.num_samples=1", "config laser.num_samples=1: must be an integer >= 2"),
+    ("laser.num_samples=abc", "config laser.num_samples='abc': must be an integer"),
+    ("laser.beta=0", "config laser.beta=0: must be a number > 0"),
+    ("laser.label_smoothing=0.5", "laser.label_smoothing=0.5: must be a number in [0, 0.5)"),
+    ("laser.iterations=0", "config laser.iterations=0: must be an integer >= 1"),
+    ("policy.temperature=0", "config policy.temperature=0: must be a number > 0"),
+    ("policy.top_p=1.5", "policy.top_p=1.5"),
+    ("policy.max_new_tokens=true", "config policy.max_new_tokens=True: must be an integer >= 1"),
+    ("data.batch_size=0", "config data.batch_size=0"),
+    ("bandit.alpha=-1", "config bandit.alpha=-1: must be a number >= 0"),
+    ("bandit.granularity=prompt", "bandit.granularity='prompt': must be batch or instance"),
+    ("bandit.context=pooled", "bandit.context='pooled'"),
+    ("reward_normaliser.low_quantile=0.9", "low_quantile=0.9 must be below high_quantile=0.8"),
+])
+def test_bad_knobs_fail_before_any_work_in_one_line(override, message, make_config, tmp_path, monkeypatch):
+    import laser.run as entry
+
+    monkeypatch.setattr(entry, "prepare_output_dir", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(LaserConfigError) as error:
+        run(make_config([override]), tmp_path / "run")
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_empty_pool_is_refused(make_config, tmp_path):
+    overrides = ["rm_pool.models.arith_judge=null", "rm_pool.models.compare_judge=null", "rm_pool.models.noise=null"]
+    with pytest.raises(LaserConfigError, match="K >= 1"):
+        run(make_config(overrides), tmp_path / "run")
