@@ -35,6 +35,7 @@ from laser.losses import dpo_loss, nll_loss
 from laser.pairs import build_preference_pairs
 from laser.policy import Policy
 from laser.records import IterationTracker, rewind_selections, write_json_atomically
+from laser.rewards.faults import RewardModelError
 from laser.rewards.pool import RewardModelPool
 from laser.rng import get_rng_state, set_rng_state
 from laser.tasks.base import Example, Task
@@ -70,6 +71,8 @@ class LaserModule(L.LightningModule):
         context_encoder: what the bandit sees per prompt (default: the paper's last-token state).
         log_samples_every: every N steps, log two prompts' sampled responses with their scores and the
             RM that scored them (`samples.jsonl`, and a W&B table with logger=wandb); 0 disables.
+        on_rm_fault: an RM that raises, hangs, miscounts or returns NaN/inf: "skip" the step, or
+            "penalise" (skip it and give the chosen arm reward 0). Either way it is counted (faults/*).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
@@ -77,7 +80,8 @@ class LaserModule(L.LightningModule):
                  beta: float = 0.1, label_smoothing: float = 0.0, nll_weight: float = 1.0, lr: float = 5e-6,
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
-                 context_encoder: ContextEncoder | None = None, log_samples_every: int = 20) -> None:
+                 context_encoder: ContextEncoder | None = None, log_samples_every: int = 20,
+                 on_rm_fault: str = "skip") -> None:
         super().__init__()
         check_hyperparameters(num_samples, pairs_per_prompt, beta, lr, nll_weight)
         self.automatic_optimization = False
@@ -86,6 +90,9 @@ class LaserModule(L.LightningModule):
         self.normaliser = normaliser
         self.context_encoder = context_encoder or ContextEncoder()
         self.log_samples_every = log_samples_every
+        if on_rm_fault not in ("skip", "penalise"):
+            raise LaserConfigError(f"laser.on_rm_fault={on_rm_fault!r}; choose 'skip' or 'penalise'")
+        self.on_rm_fault = on_rm_fault
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
@@ -126,15 +133,22 @@ class LaserModule(L.LightningModule):
             decisions = self._decide(contexts)  # one per batch (paper) or one per prompt
         with phase("generate"):
             samples = policy.sample(encoded, n)  # n per prompt, one generate call
-        with phase("score"):
-            scores, per_arm = score_decisions(self.rm_pool, self.selector, decisions, batch, prompts,
-                                              samples.texts, n, self.task)  # only the chosen RMs run
         self.tracker.on_step(samples.num_generated_tokens)
-
-        if not torch.isfinite(scores).all():
-            names = sorted({self.rm_pool.names[a] for d in decisions for a in d.selection.arms})
-            log.warning("step %d: RM %s returned NaN/inf scores; step skipped", self.tracker.steps - 1, names)
-            return self._skip("nonfinite_scores", decisions, batch)
+        fault: RewardModelError | None = None
+        try:
+            with phase("score"):
+                scores, per_arm = score_decisions(self.rm_pool, self.selector, decisions, batch, prompts,
+                                                  samples.texts, n, self.task)  # only the chosen RMs run
+            if not torch.isfinite(scores).all():
+                bad = sorted({self.rm_pool.names[a] for d in decisions if not torch.isfinite(scores[d.prompts]).all()
+                              for a in d.selection.arms})
+                fault = RewardModelError(bad[0], "nonfinite_scores", f"{bad} returned NaN/inf scores")
+        except RewardModelError as error:  # raised, hung or miscounted: the RM's fault, not the run's
+            fault = error
+        if self._any_rank(fault is not None):  # every rank skips together, or DDP collectives would hang
+            kind = fault.kind if fault else "error"
+            return self._rm_fault(kind, {fault.name} if fault else set(), decisions, batch,
+                                  str(fault) if fault else "an RM fault on another rank")
         responses = [[tuple(samples.response_ids[p * n + j]) for j in range(n)] for p in range(len(batch))]
         pairs = build_preference_pairs(scores, self.pairs_per_prompt, responses=responses)
         pairs = self.selector.filter_pairs(pairs, per_arm)
@@ -178,6 +192,13 @@ class LaserModule(L.LightningModule):
         self.log("rm", float(decisions[0].selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
         if "bandit/reward" in metrics:
             self.log("reward", metrics["bandit/reward"], prog_bar=True, on_step=True, batch_size=len(batch))
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True if `flag` is true on any rank (just `flag` in a single process)."""
+        if self.trainer.world_size == 1:
+            return flag
+        total = self.trainer.strategy.reduce(torch.tensor(float(flag), device=self.device), reduce_op="sum")
+        return bool(total > 0)
 
     def _decide(self, contexts: torch.Tensor) -> list[Decision]:
         """The selector's decisions; under DDP, one shared decision: every rank sees the mean context
@@ -227,6 +248,21 @@ class LaserModule(L.LightningModule):
             "logps/chosen": float(policy_logps[:count].detach().mean()),
             "logps/rejected": float(policy_logps[count:].detach().mean()),
         }
+
+    def _rm_fault(self, kind: str, names: set[str], decisions: list[Decision], batch: list[Example],
+                  detail: str) -> None:
+        """A faulty RM: count it, then skip the step, or (on_rm_fault=penalise) also give every decision
+        that chose the RM the worst reward, so the bandit learns to avoid it. The run goes on."""
+        log.warning("step %d: %s (%s); step skipped%s", self.tracker.steps - 1, detail, kind,
+                    ", arm penalised" if self.on_rm_fault == "penalise" else "")
+        self.tracker.faults[f"faults/{kind}"] += 1
+        for name in names:
+            self.tracker.faults[f"faults/rm/{name}"] += 1
+        if self.on_rm_fault == "penalise":
+            for decision in decisions:
+                if {self.rm_pool.names[a] for a in decision.selection.arms} & names:
+                    self.selector.update(decision.selection, decision.context, 0.0, None)
+        self._skip(kind if kind == "nonfinite_scores" else f"rm_{kind}", decisions, batch)
 
     def _skip(self, reason: str, decisions: list[Decision], batch: list[Example]) -> None:
         """A step without an update: counted, recorded, and the selector is not rewarded."""
@@ -306,6 +342,7 @@ class LaserModule(L.LightningModule):
         accounting = {f"time/{phase}": seconds for phase, seconds in self.tracker.phase_seconds.items()}
         accounting["tokens/generated"] = float(self.tracker.generated_tokens)
         accounting.update({f"rm_calls/{name}": float(c) for name, c in self.rm_calls().items()})
+        accounting.update({f"rm_tokens/{name}": float(c) for name, c in self.rm_pool.token_counts().items()})
         self.log_dict(accounting, on_epoch=True, on_step=False, batch_size=1)
         self._close_iteration(self.current_epoch + 1)
         if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:

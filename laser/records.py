@@ -53,6 +53,7 @@ class IterationTracker:
         self.records: list[dict[str, Any]] = []
         self.selection_counts: Counter[str] = Counter()  # whole run
         self.skipped: Counter[str] = Counter()  # steps skipped, by reason
+        self.faults: Counter[str] = Counter()  # RM faults: faults/<kind> and faults/rm/<name>
         self.steps = 0  # LASeR steps taken, skipped ones included
         self.total_phase_seconds: Counter[str] = Counter()
         self.total_generated_tokens = 0
@@ -110,7 +111,7 @@ class IterationTracker:
 
     def state_dict(self) -> dict[str, Any]:
         return {"records": self.records, "selection_counts": dict(self.selection_counts),
-                "skipped": dict(self.skipped), "steps": self.steps, "losses": self.losses,
+                "skipped": dict(self.skipped), "faults": dict(self.faults), "steps": self.steps, "losses": self.losses,
                 "iteration_counts": dict(self.iteration_counts), "generated_tokens": self.generated_tokens,
                 "phase_seconds": dict(self.phase_seconds), "total_phase_seconds": dict(self.total_phase_seconds),
                 "total_generated_tokens": self.total_generated_tokens}
@@ -120,6 +121,7 @@ class IterationTracker:
         self.selection_counts = Counter(state["selection_counts"])
         self.skipped = Counter(state["skipped"])
         self.steps = state["steps"]
+        self.faults = Counter(state.get("faults", {}))
         self.losses = list(state["losses"])
         self.iteration_counts = Counter(state["iteration_counts"])
         self.generated_tokens = state["generated_tokens"]
@@ -130,7 +132,8 @@ class IterationTracker:
 
 def results_payload(seed: int, wall_seconds: float, config: dict, tracker: IterationTracker,
                     all_names: list[str], rm_calls: dict[str, int], complete: bool, method: str = "",
-                    task: str = "", primary_metric: str = "test/accuracy", skipped_rows: int = 0) -> dict[str, Any]:
+                    task: str = "", primary_metric: str = "test/accuracy", skipped_rows: int = 0,
+                    rm_tokens: dict[str, int] | None = None) -> dict[str, Any]:
     """The `results.json` contract (see README): final metrics are the last iteration's."""
     last = tracker.records[-1] if tracker.records else {}
     final = {k: v for k, v in last.items() if k.startswith("test/")}
@@ -147,7 +150,9 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "iterations": tracker.records,
         "rm_selection_counts": {name: tracker.selection_counts.get(name, 0) for name in all_names},
         "rm_calls": dict(rm_calls),
+        "rm_tokens": dict(rm_tokens or {}),
         "generated_tokens": tracker.total_generated_tokens,
         "phase_seconds": dict(tracker.total_phase_seconds),
         "skipped_steps": dict(tracker.skipped),
+        "faults": dict(tracker.faults),
     }

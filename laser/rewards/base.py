@@ -27,7 +27,18 @@ class ScoringBatch:
 
 
 class RewardModel(ABC):
-    """A scorer of responses. Higher is better. Heavy weights load lazily on the first `score` call."""
+    """A scorer of responses. Higher is better. Heavy weights load lazily on the first `score` call.
+
+    Class attributes a subclass may override:
+        tokens_processed: input tokens this RM has run through a model so far (its compute cost).
+            Programmatic RMs keep 0; the HF base adds each forward pass's non-pad tokens.
+        text_only: whether the score depends on nothing but the prompt and response texts. RMs that
+            read the task or the examples (gold answers, categories, passages) set it False: a remote
+            RM server receives only texts, so it refuses to serve them.
+    """
+
+    tokens_processed: int = 0
+    text_only: bool = True
 
     def __init__(self, name: str = "") -> None:
         # Usually left empty: `RewardModelPool` names each RM after its config key.

@@ -55,6 +55,6 @@ class ClassifierRM(LazyHFRewardModel):
             max_length=self.max_length,
             add_special_tokens=not self.chat_formatted,
             return_tensors="pt",
-        ).to(self.model.device)
-        logits = self.model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
+        )
+        logits = self.forward(self.model, encoded["input_ids"], encoded["attention_mask"]).logits
         return logits[:, self.score_index].float().cpu()

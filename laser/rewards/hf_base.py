@@ -35,6 +35,7 @@ class LazyHFModel:
     """
 
     auto_class: str  # the `transformers` Auto class `load` builds, e.g. "AutoModelForCausalLM"
+    tokens_processed: int = 0  # non-pad input tokens of every `forward` so far (compute accounting)
 
     def __init__(
         self,
@@ -87,6 +88,14 @@ class LazyHFModel:
         if self.model is not None:
             self.model.to(device)
         return self
+
+    def forward(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        """`model(input_ids, attention_mask)` on the model's device, counting the non-pad tokens in
+        `tokens_processed` (padding costs compute too, but depends on batching, not on the work asked).
+        `model` is `self.model` or a second network the adapter holds (a DPO reference)."""
+        self.tokens_processed += int(attention_mask.sum())
+        device = model.device
+        return model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
 
     @property
     def chat_formatted(self) -> bool:

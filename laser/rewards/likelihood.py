@@ -61,25 +61,40 @@ class LikelihoodRM(LazyHFRewardModel):
 
     def score_chunk(self, encoded: list[tuple[list[int], int]]) -> torch.Tensor:
         """Mean (or summed) log-prob of each response's tokens, float32 on the CPU."""
-        width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(encoded), width), dtype=torch.long)
-        scored = torch.zeros((len(encoded), width), dtype=torch.bool)  # response tokens only
-        for row, (ids, n_prompt) in enumerate(encoded):  # right padding
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention[row, : len(ids)] = 1
-            scored[row, n_prompt : len(ids)] = True
-        device = self.model.device
-        logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+        total, count = self.response_logprobs(self.model, encoded)
+        if not self.normalise_by_length:
+            return total
+        # clamp: a response with no tokens at all (empty, without eos) scores 0 rather than NaN.
+        return total / count.clamp(min=1)
+
+    def response_logprobs(
+        self, model: Any, encoded: list[tuple[list[int], int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per item: the summed log-prob of its response tokens under `model` (one padded forward
+        pass) and how many tokens that is; float32 on the CPU. `ImplicitDPORM` calls it twice."""
+        input_ids, attention, scored = pad_encoded(encoded, self.tokenizer.pad_token_id)
+        logits = self.forward(model, input_ids, attention).logits
         # Token t is predicted by the logits at t - 1, so the first token is never scored.
         logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
         token_logprobs = logprobs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
         mask = scored[:, 1:]
-        total = (token_logprobs * mask).sum(-1)
-        if not self.normalise_by_length:
-            return total
-        # clamp: a response with no tokens at all (empty, without eos) scores 0 rather than NaN.
-        return total / mask.sum(-1).clamp(min=1)
+        return (token_logprobs * mask).sum(-1), mask.sum(-1)
+
+
+def pad_encoded(
+    encoded: list[tuple[list[int], int]], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded `input_ids`, `attention_mask` and a mask of the response tokens (those after each
+    item's prompt), all [len(encoded), longest]."""
+    width = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    scored = torch.zeros((len(encoded), width), dtype=torch.bool)
+    for row, (ids, n_prompt) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention[row, : len(ids)] = 1
+        scored[row, n_prompt : len(ids)] = True
+    return input_ids, attention, scored
 
 
 def split_prompt_tokens(

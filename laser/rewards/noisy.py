@@ -60,6 +60,16 @@ class NoisyRM(RewardModel):
         """The base RM's check."""
         self.base.check()
 
+    @property
+    def tokens_processed(self) -> int:  # type: ignore[override]
+        """The base RM's tokens: the noise itself costs no model forward."""
+        return self.base.tokens_processed
+
+    @property
+    def text_only(self) -> bool:  # type: ignore[override]
+        """Per-category corruption reads each example's category, which a remote request lacks."""
+        return self.base.text_only and not isinstance(self.corrupt_prob, dict)
+
     def prob_for(self, category: str) -> float:
         """The corruption probability applied to examples of `category`."""
         if isinstance(self.corrupt_prob, dict):

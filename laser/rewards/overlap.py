@@ -35,6 +35,7 @@ class _TokenOverlapRM(RewardModel):
     """score = grounded_fraction(answer, reference) - length_penalty * (number of answer tokens)."""
 
     meta_key = ""
+    text_only = False  # reads the passage / question from Example.meta, which a remote request lacks
 
     def __init__(self, length_penalty: float = 0.0) -> None:
         super().__init__()

@@ -19,6 +19,8 @@ class VerifierRM(RewardModel):
             an answer, so "well-formed but wrong" ranks above "no answer at all". 0 turns this off.
     """
 
+    text_only = False  # reads the task and the gold answer: cannot be served by a remote RM server
+
     def __init__(self, partial_credit_for_format: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= partial_credit_for_format <= 1.0:

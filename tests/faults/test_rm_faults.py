@@ -57,7 +57,7 @@ def test_an_rm_that_raises_becomes_a_one_line_error_naming_it_and_is_counted():
     assert pool.score([1], batch())[1].tolist() == [0.0, 1.0, 2.0]
     with pytest.raises(RewardModelError) as error:
         pool.score([1], batch())
-    assert error.value.name == "flaky" and error.value.kind == "error"
+    assert (error.value.name, error.value.kind, error.value.arm) == ("flaky", "error", 1)
     assert str(error.value) == ("RM 'flaky' failed (error): RuntimeError: CUDA out of memory. | "
                                 "Tried to allocate 2 GiB")
     assert isinstance(error.value.__cause__, RuntimeError)  # the original, for a traceback
@@ -92,13 +92,14 @@ def test_a_config_mistake_is_not_a_fault_and_passes_through():
     assert pool.fault_counts() == {"lazy": 0}
 
 
-def test_an_rm_raising_its_own_reward_model_error_keeps_its_kind():
+def test_an_rm_raising_its_own_reward_model_error_keeps_its_kind_under_the_pool_name():
     rm = ScriptedRM()
     rm.score = lambda b: (_ for _ in ()).throw(RewardModelError("inner", "timeout", "slow"))  # type: ignore
-    pool = RewardModelPool({"outer": rm})
-    with pytest.raises(RewardModelError, match="'inner' failed \\(timeout\\): slow"):
-        pool.score([0], batch())
-    assert pool.fault_counts() == {"outer": 1}
+    pool = RewardModelPool({"first": ScriptedRM(), "outer": rm})
+    with pytest.raises(RewardModelError, match="^RM 'outer' failed \\(timeout\\): RM 'inner'.*slow") as error:
+        pool.score([0, 1], batch())
+    assert (error.value.name, error.value.kind, error.value.arm) == ("outer", "timeout", 1)
+    assert pool.fault_counts() == {"first": 0, "outer": 1}
 
 
 def test_a_hanging_rm_times_out_fails_fast_while_stuck_and_recovers():

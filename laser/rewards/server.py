@@ -1,0 +1,191 @@
+"""The HTTP server behind `RemoteRM`: any text-only RM of a pool, scored one request at a time.
+
+Started by `python -m laser.rewards.remote` (see that module for the protocol); tests build a
+`RewardServer` around a pool object on port 0 and `start()` it in a background thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from laser.errors import LaserConfigError
+from laser.rewards.base import ScoringBatch
+from laser.rewards.faults import RewardModelError
+from laser.rewards.pool import RewardModelPool
+from laser.tasks.base import Example
+
+log = logging.getLogger(__name__)
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_DRAIN_LIMIT = 64 * 2**20  # an oversize body up to this is read and dropped, so the client sees the 413
+
+
+class RewardServer:
+    """Serves `pool`'s RMs at http://host:port (port 0: any free port; see `url`).
+
+    Requests are accepted concurrently but scored one at a time: RMs are not thread-safe and share
+    one device, so concurrent batches would only contend for it.
+
+    Args:
+        pool: the RMs to serve, by their pool names (the pool's placement and timeout apply).
+        host: 127.0.0.1 serves this machine only; 0.0.0.0 the network (there is no authentication).
+        max_request_bytes: larger bodies get 413 (8 MB holds ~1,000 responses of 2,000 words).
+        max_batch: more responses per request get 400; bounds one request's memory and time.
+    """
+
+    def __init__(self, pool: RewardModelPool, host: str = "127.0.0.1", port: int = 8765,
+                 max_request_bytes: int = 8 * 2**20, max_batch: int = 1024) -> None:
+        self.pool = pool
+        self.max_request_bytes, self.max_batch = int(max_request_bytes), int(max_batch)
+        self.requests = 0  # POST /score requests received, answered or refused
+        self._score_lock, self._count_lock = threading.Lock(), threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, int(port)), _Handler)
+        self._httpd.reward_server = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use, with the actual port."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> RewardServer:
+        """Serve in a background (daemon) thread; `shutdown()` stops it."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="laser-rm-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted."""
+        self._httpd.serve_forever()
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread is not None:  # shutdown() waits for serve_forever: only call it when it runs
+            self._httpd.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._httpd.server_close()
+
+    def count_request(self) -> None:
+        with self._count_lock:
+            self.requests += 1
+
+    def handle_score(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        """The status and JSON answer for a decoded POST /score body."""
+        if not isinstance(payload, dict):
+            return 400, {"error": 'expected a JSON object {"rm": ..., "prompts": [...], "responses": [...]}'}
+        name, prompts, responses = payload.get("rm"), payload.get("prompts"), payload.get("responses")
+        if name not in self.pool.names:
+            return 404, {"error": f"unknown RM {name!r}: this server has {self.pool.names}"}
+        texts = (prompts, responses)
+        if not all(isinstance(t, list) and all(isinstance(s, str) for s in t) for t in texts):
+            return 400, {"error": '"prompts" and "responses" must be lists of strings'}
+        if len(prompts) != len(responses):
+            return 400, {"error": f"{len(prompts)} prompts but {len(responses)} responses: expected one each"}
+        if len(responses) > self.max_batch:
+            return 400, {"error": f"{len(responses)} responses is over max_batch={self.max_batch}: "
+                                  "send smaller batches"}
+        arm = self.pool.index(name)
+        rm = self.pool[arm]
+        if not rm.text_only:
+            return 400, {"error": f"RM {name!r} ({type(rm).__name__}) reads the task or the examples (gold "
+                                  "answers, categories), which a request does not carry: it cannot be served "
+                                  "remotely"}
+        examples = [Example(uid=f"remote-{i}", question=p, answer="") for i, p in enumerate(prompts)]
+        with self._score_lock:
+            tokens = self.pool.token_counts()[name]
+            try:
+                scores = self.pool.score([arm], ScoringBatch(prompts, responses, examples))[arm]
+            except (RewardModelError, LaserConfigError) as error:
+                return 500, {"error": str(error)}
+            tokens = self.pool.token_counts()[name] - tokens
+        return 200, {"scores": scores.tolist(), "tokens": tokens}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "laser-rm"
+    timeout = 60  # seconds: a client that stops sending mid-body does not hold a thread forever
+
+    @property
+    def reward_server(self) -> RewardServer:
+        return self.server.reward_server  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        if self.path.rstrip("/") == "/health":
+            self._send(200, {"status": "ok", "rms": self.reward_server.pool.names})
+        else:
+            self._send(404, {"error": f"no such path {self.path!r}: use GET /health or POST /score"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        server = self.reward_server
+        if self.path.rstrip("/") != "/score":
+            self._send(404, {"error": f"no such path {self.path!r}: use GET /health or POST /score"})
+            return
+        server.count_request()
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._send(400, {"error": "a POST /score needs a Content-Length header"})
+            return
+        if length > server.max_request_bytes:
+            self._drain(length)
+            self._send(413, {"error": f"request body of {length} bytes is over max_request_bytes="
+                                      f"{server.max_request_bytes}: send smaller batches"})
+            return
+        try:
+            payload = json.loads(self.rfile.read(length))
+        except ValueError as error:
+            self._send(400, {"error": f"request body is not JSON: {error}"})
+            return
+        self._send(*server.handle_score(payload))
+
+    def _drain(self, length: int) -> None:
+        """Read and drop an oversize body: closing with unread data resets the connection, and the
+        client would see a reset instead of the 413. Past `_DRAIN_LIMIT`, just close."""
+        if length > _DRAIN_LIMIT:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 2**16))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _send(self, status: int, answer: dict[str, Any]) -> None:
+        body = json.dumps(answer).encode()  # NaN/inf scores become NaN/Infinity, which Python reads back
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def build_pool(name_or_path: str, overrides: list[str] | None = None) -> RewardModelPool:
+    """The pool of an rm_pool config name (composed with conf/config.yaml, so `${paths...}` resolve)
+    or of a yaml file; `overrides` are Hydra overrides such as "rm_pool.device=cuda:1"."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise LaserConfigError(f"--pool {name_or_path!r}: no such yaml file")
+        dotlist = [o.removeprefix("rm_pool.") for o in overrides or []]
+        return instantiate(OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(dotlist)))
+    names = sorted(p.stem for p in (CONF_DIR / "rm_pool").glob("*.yaml"))
+    if name_or_path not in names:
+        raise LaserConfigError(f"--pool {name_or_path!r} is not a yaml file or one of {names}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"rm_pool={name_or_path}", *(overrides or [])])
+    return instantiate(cfg.rm_pool)
