@@ -88,3 +88,15 @@ def check_config(cfg: DictConfig) -> None:
     models = OmegaConf.select(cfg, "rm_pool.models", default=None)
     if models is not None and not [name for name, rm in models.items() if rm is not None]:
         raise LaserConfigError("config rm_pool.models is empty: the pool needs at least one RM (K >= 1)")
+
+
+def check_hyperparameters(num_samples: int, pairs_per_prompt: int, beta: float, lr: float, nll_weight: float) -> None:
+    """Raise a one-line `LaserConfigError` for `laser.*` values the step cannot run with (cheap, so the
+    entry point calls it before loading any model)."""
+    if num_samples < 2:
+        raise LaserConfigError(f"laser.num_samples={num_samples} must be >= 2 (pairs need two responses)")
+    if pairs_per_prompt < 1:
+        raise LaserConfigError(f"laser.pairs_per_prompt={pairs_per_prompt} must be >= 1")
+    if beta <= 0 or lr <= 0 or nll_weight < 0:
+        raise LaserConfigError(f"need laser.beta > 0, laser.lr > 0, laser.nll_weight >= 0; got beta={beta}, "
+                               f"lr={lr}, nll_weight={nll_weight}")

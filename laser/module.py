@@ -28,6 +28,7 @@ import torch
 
 from laser.bandits.base import Selector, StepFeedback
 from laser.bandits.normaliser import QuantileNormaliser
+from laser.config_checks import check_hyperparameters
 from laser.contexts import ContextEncoder
 from laser.decisions import Decision, decide, gold_pair_accuracy, score_decisions
 from laser.errors import LaserConfigError
@@ -41,18 +42,6 @@ from laser.rng import get_rng_state, set_rng_state
 from laser.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
-
-
-def check_hyperparameters(num_samples: int, pairs_per_prompt: int, beta: float, lr: float, nll_weight: float) -> None:
-    """Raise a one-line `LaserConfigError` for `laser.*` values the step cannot run with (cheap, so the
-    entry point calls it before loading any model)."""
-    if num_samples < 2:
-        raise LaserConfigError(f"laser.num_samples={num_samples} must be >= 2 (pairs need two responses)")
-    if pairs_per_prompt < 1:
-        raise LaserConfigError(f"laser.pairs_per_prompt={pairs_per_prompt} must be >= 1")
-    if beta <= 0 or lr <= 0 or nll_weight < 0:
-        raise LaserConfigError(f"need laser.beta > 0, laser.lr > 0, laser.nll_weight >= 0; got beta={beta}, "
-                               f"lr={lr}, nll_weight={nll_weight}")
 
 
 class LaserModule(L.LightningModule):

@@ -135,12 +135,10 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
     from laser.bandits.build import build_selector
     from laser.contexts import ContextEncoder
-    from laser.module import LaserModule, check_hyperparameters
+    from laser.module import LaserModule
 
     laser_cfg = OmegaConf.to_container(cfg.laser)
     laser_cfg.pop("iterations")
-    check_hyperparameters(laser_cfg["num_samples"], laser_cfg["pairs_per_prompt"], laser_cfg["beta"],
-                          laser_cfg["lr"], laser_cfg["nll_weight"])
     task = instantiate(cfg.task)
     rm_pool = instantiate(cfg.rm_pool, _convert_="all")
     selector, context_options = build_selector(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names)
