@@ -56,3 +56,22 @@ def test_a_checkpoint_write_killed_midway_keeps_the_previous_checkpoint(tmp_path
     monkeypatch.undo()
     assert io.load_checkpoint(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_two_jobs_never_share_a_run_folder(tmp_path):
+    import os
+
+    from laser.run import claim_output_dir
+
+    folder = tmp_path / "job0"
+    folder.mkdir()
+    (folder / "run.lock").write_text(str(os.getppid()))  # a live process holds the folder
+    with pytest.raises(LaserConfigError, match="in use by another laser process"):
+        claim_output_dir(folder, resuming=False)
+    with pytest.raises(LaserConfigError, match="in use by another laser process"):
+        claim_output_dir(folder, resuming=True)
+    (folder / "run.lock").write_text("999999999")  # its owner is gone: an unfinished run
+    with pytest.raises(LaserConfigError, match="holds an unfinished run"):
+        claim_output_dir(folder, resuming=False)
+    claim_output_dir(folder, resuming=True)  # a resume takes the stale lock over
+    assert (folder / "run.lock").read_text() == str(os.getpid())
