@@ -76,3 +76,23 @@ def test_checkpoints_load_with_weights_only(make_config, tmp_path):
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["state_dict"] == {}  # only the adapter and the run's state, never the base weights
     assert set(checkpoint["laser"]) >= {"adapter", "selector", "normaliser", "rm_pool", "rng"}
+
+
+def test_reward_models_refuse_pickled_weights_unless_allowed(tmp_path):
+    from transformers import LlamaForSequenceClassification
+
+    from laser.rewards.base import ScoringBatch
+    from laser.rewards.classifier import ClassifierRM
+    from laser.tiny import build_untrained_classifier
+
+    folder = Path(build_untrained_classifier(str(tmp_path)))
+    pickled = tmp_path / "pickled-rm"
+    pickled.mkdir()
+    torch.save(LlamaForSequenceClassification.from_pretrained(folder).state_dict(), pickled / "pytorch_model.bin")
+    for item in folder.iterdir():
+        if not item.name.endswith(".safetensors"):
+            (pickled / item.name).write_bytes(item.read_bytes())
+    batch = ScoringBatch(prompts=["Q: 1+1?"], responses=[" 2"], examples=[None])
+    with pytest.raises(LaserConfigError, match="pickled"):
+        ClassifierRM(str(pickled), use_chat_template=False).score(batch)
+    assert ClassifierRM(str(pickled), use_chat_template=False, allow_pickle_weights=True).score(batch).shape == (1,)

@@ -32,10 +32,12 @@ class ClassifierRM(LazyHFRewardModel):
 
     def __init__(self, model_name_or_path: str, tokenizer_name_or_path: str | None = None, batch_size: int = 8,
                  max_length: int = 1024, device: str = "cpu", dtype: str = "float32",
-                 trust_remote_code: bool = False, use_chat_template: bool = True, score_index: int = 0) -> None:
+                 trust_remote_code: bool = False, use_chat_template: bool = True, score_index: int = 0,
+                 allow_pickle_weights: bool = False) -> None:
         super().__init__(model_name_or_path, tokenizer_name_or_path, batch_size, max_length, device, dtype,
                          trust_remote_code, use_chat_template)
         self.score_index = int(score_index)
+        self.allow_pickle_weights = bool(allow_pickle_weights)  # trust pickled .bin weights of this RM
 
     def prepare(self, batch: ScoringBatch) -> list[str]:
         """The text each response is scored as (chat-formatted when possible)."""

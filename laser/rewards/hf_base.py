@@ -60,6 +60,7 @@ class LazyHFModel:
         self.use_chat_template = bool(use_chat_template)
         self.model: Any = None
         self.tokenizer: Any = None
+        self.allow_pickle_weights = False  # pickled .bin weights can run code: refused unless a subclass allows
 
     def check(self) -> None:
         """Fail now if a local model or tokenizer folder is missing (cheap; a hub id is checked on load)."""
@@ -80,6 +81,7 @@ class LazyHFModel:
             self.device,
             self.tokenizer.pad_token_id,
             self.trust_remote_code,
+            self.allow_pickle_weights,
         )
 
     def to(self: _Self, device: str | torch.device) -> _Self:

@@ -38,9 +38,10 @@ class ImplicitDPORM(LikelihoodRM):
     def __init__(self, model_name_or_path: str, reference_name_or_path: str, beta: float = 1.0,
                  tokenizer_name_or_path: str | None = None, batch_size: int = 4, max_length: int = 1024,
                  device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False,
-                 use_chat_template: bool = True, normalise_by_length: bool = False) -> None:
+                 use_chat_template: bool = True, normalise_by_length: bool = False,
+                 allow_pickle_weights: bool = False) -> None:
         super().__init__(model_name_or_path, tokenizer_name_or_path, batch_size, max_length, device, dtype,
-                         trust_remote_code, use_chat_template, normalise_by_length)
+                         trust_remote_code, use_chat_template, normalise_by_length, allow_pickle_weights)
         if not float(beta) > 0.0:
             raise LaserConfigError(f"ImplicitDPORM beta={beta} must be > 0 (it scales the log-ratio)")
         self.reference_name_or_path = str(reference_name_or_path)
@@ -60,7 +61,8 @@ class ImplicitDPORM(LikelihoodRM):
         from transformers import AutoModelForCausalLM  # deferred: importing transformers costs seconds
 
         self.reference = load_model(AutoModelForCausalLM, self.reference_name_or_path, self.dtype,
-                                    self.device, self.tokenizer.pad_token_id, self.trust_remote_code)
+                                    self.device, self.tokenizer.pad_token_id, self.trust_remote_code,
+                                    self.allow_pickle_weights)
         sizes = (self.model.config.vocab_size, self.reference.config.vocab_size)
         if sizes[0] != sizes[1]:  # different tokenizers would score different token ids
             raise LaserConfigError(

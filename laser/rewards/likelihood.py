@@ -29,10 +29,11 @@ class LikelihoodRM(LazyHFRewardModel):
     def __init__(self, model_name_or_path: str, tokenizer_name_or_path: str | None = None, batch_size: int = 4,
                  max_length: int = 1024, device: str = "cpu", dtype: str = "float32",
                  trust_remote_code: bool = False, use_chat_template: bool = True,
-                 normalise_by_length: bool = True) -> None:
+                 normalise_by_length: bool = True, allow_pickle_weights: bool = False) -> None:
         super().__init__(model_name_or_path, tokenizer_name_or_path, batch_size, max_length, device, dtype,
                          trust_remote_code, use_chat_template)
         self.normalise_by_length = bool(normalise_by_length)
+        self.allow_pickle_weights = bool(allow_pickle_weights)  # trust pickled .bin weights of this RM
 
     def encode(self, prompt: str, response: str) -> tuple[list[int], int]:
         """Token ids of prompt + response, and how many leading ids belong to the prompt."""
