@@ -32,8 +32,6 @@ def test_slurm_launcher_starts_one_task_per_gpu():
 
 
 def test_ray_launcher_composes():
-    if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
-        pytest.skip("hydra-ray-launcher is not installed (pip install -e '.[ray]')")
     launcher = _compose(["hydra/launcher=ray_local"]).hydra.launcher
     assert launcher._target_.endswith("RayLauncher") and launcher.ray.remote.num_cpus == 1
 
