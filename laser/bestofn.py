@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -251,15 +250,9 @@ def _one_or_all(values: list | tuple) -> Any:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bestofn")
 def main(cfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig
+    from laser.run import run_job
 
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        payload = run(cfg, output_dir)
-    except LaserConfigError as error:
-        print(f"laser: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    return payload["final"].get("test/f1")  # what a Hydra sweeper optimises
+    return run_job(run, cfg)
 
 
 if __name__ == "__main__":

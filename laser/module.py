@@ -17,7 +17,6 @@ counters and RNG streams, records, and the global RNG states.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from laser.errors import LaserConfigError
 from laser.losses import dpo_loss, nll_loss
 from laser.pairs import build_preference_pairs
 from laser.policy import Policy
-from laser.records import IterationTracker, rewind_selections, write_json_atomically
+from laser.records import IterationTracker, append_jsonl, rewind_selections, write_json_atomically
 from laser.rewards.faults import RewardModelError
 from laser.rewards.pool import RewardModelPool
 from laser.rng import get_rng_state, set_rng_state
@@ -156,19 +155,8 @@ class LaserModule(L.LightningModule):
             optimiser.step()
         self.tracker.on_loss(float(loss.detach()))
 
-        feedback = StepFeedback(scores=per_arm, pairs=pairs)
-        for decision in decisions:  # the bandit learns from the step's loss (its prompts' share per instance)
-            reward_raw = self._decision_reward(decision, pairs, pair_losses.detach(), loss.detach())
-            if reward_raw is None:
-                self._record(decision, batch, None, None, skipped="no_pairs")
-                continue
-            reward = self.normaliser(reward_raw)
-            with phase("bandit"):
-                self.selector.update(decision.selection, decision.context, reward, feedback)
-            accuracy = gold_pair_accuracy(self.task, batch, samples.texts, n,
-                                          [p for p in pairs if p[0] in set(decision.prompts)])
-            self._record(decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
-            metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
+        self._learn(decisions, batch, samples.texts, n, StepFeedback(scores=per_arm, pairs=pairs),
+                    pair_losses.detach(), loss.detach(), metrics)
         metrics.update({"train/loss": float(loss.detach()), "train/pairs": float(len(pairs)),
                         "train/truncated_responses": float(samples.num_truncated),
                         "bandit/arm": float(decisions[0].selection.arms[0])})
@@ -181,6 +169,25 @@ class LaserModule(L.LightningModule):
         self.log("rm", float(decisions[0].selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
         if "bandit/reward" in metrics:
             self.log("reward", metrics["bandit/reward"], prog_bar=True, on_step=True, batch_size=len(batch))
+
+    def _learn(self, decisions: list[Decision], batch: list[Example], responses: list[str], n: int,
+               feedback: StepFeedback, pair_losses: torch.Tensor, loss: torch.Tensor,
+               metrics: dict[str, float]) -> None:
+        """The bandit learns from the step's loss (per instance: its prompt's pairs' loss); one
+        selections.jsonl line per decision."""
+        pairs, phase = feedback.pairs, self.tracker.phase
+        for decision in decisions:
+            reward_raw = self._decision_reward(decision, pairs, pair_losses, loss)
+            if reward_raw is None:
+                self._record(decision, batch, None, None, skipped="no_pairs")
+                continue
+            reward = self.normaliser(reward_raw)
+            with phase("bandit"):
+                self.selector.update(decision.selection, decision.context, reward, feedback)
+            accuracy = gold_pair_accuracy(self.task, batch, responses, n,
+                                          [p for p in pairs if p[0] in set(decision.prompts)])
+            self._record(decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
+            metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
 
     def _any_rank(self, flag: bool) -> bool:
         """True if `flag` is true on any rank (just `flag` in a single process)."""
@@ -278,8 +285,7 @@ class LaserModule(L.LightningModule):
                 "propensity": decision.selection.propensity, "gold_pair_accuracy": gold_pair_accuracy}
         if skipped:
             line["skipped"] = skipped
-        with open(self.output_dir / "selections.jsonl", "a") as handle:
-            handle.write(json.dumps(line) + "\n")
+        append_jsonl(self.output_dir / "selections.jsonl", [line])
 
     def _log_samples(self, decisions: list[Decision], batch: list[Example], prompts: list[str],
                      responses: list[str], scores: torch.Tensor, n: int, shown_prompts: int = 2) -> None:
@@ -290,9 +296,7 @@ class LaserModule(L.LightningModule):
         rows = [[self.tracker.steps - 1, rm_of_prompt[p], prompts[p], responses[p * n + j], float(scores[p, j]),
                  batch[p].answer] for p in range(min(shown_prompts, len(batch))) for j in range(n)]
         columns = ["step", "rm", "prompt", "response", "score", "gold"]
-        with open(self.output_dir / "samples.jsonl", "a") as handle:
-            for row in rows:
-                handle.write(json.dumps(dict(zip(columns, row, strict=True))) + "\n")
+        append_jsonl(self.output_dir / "samples.jsonl", [dict(zip(columns, row, strict=True)) for row in rows])
         for logger in self.loggers:
             if hasattr(logger, "log_table"):  # W&B
                 logger.log_table(key="samples", columns=columns, data=rows, step=self.global_step)

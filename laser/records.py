@@ -29,6 +29,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append one JSON line per row (append-only: a kill loses at most the line being written)."""
+    with open(path, "a") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+
+
 def rewind_selections(path: Path, keep_before_step: int) -> int:
     """Drop lines of steps >= `keep_before_step` (they will be redone after a resume); returns kept."""
     if not path.exists():

@@ -237,15 +237,20 @@ def method_label(cfg: DictConfig, selector) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    return run_job(run, cfg)
+
+
+def run_job(job, cfg: DictConfig) -> float | None:
+    """Run `job(cfg, output_dir)` in Hydra's output folder; bad input exits 2 with one line. Returns
+    the primary metric, which a Hydra sweeper can optimise."""
     from hydra.core.hydra_config import HydraConfig
 
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        payload = run(cfg, output_dir)
+        payload = job(cfg, Path(HydraConfig.get().runtime.output_dir))
     except LaserConfigError as error:
         print(f"laser: error: {error}", file=sys.stderr)
         sys.exit(2)
-    return payload["final"].get(payload["primary_metric"])  # what a Hydra sweeper optimises
+    return payload["final"].get(payload.get("primary_metric", "test/accuracy"))
 
 
 def finish_wandb() -> None:

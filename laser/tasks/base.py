@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -21,6 +22,18 @@ class Example:
     target: str = ""
     category: str = ""
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def strict_and_flexible_accuracy(responses: list[str], examples: list[Example],
+                                 strict: Callable[[str], str | None],
+                                 flexible: Callable[[str], str | None]) -> dict[str, float]:
+    """`test/accuracy_strict` and `test/accuracy_flexible` as lm-evaluation-harness reports them: the
+    strict extractor alone, and the strict one falling back on the flexible one."""
+    pairs = list(zip(responses, examples, strict=True))
+    hits_strict = sum(strict(r) == e.answer for r, e in pairs)
+    hits_flexible = sum((strict(r) or flexible(r)) == e.answer for r, e in pairs)
+    return {"test/accuracy_strict": hits_strict / max(len(pairs), 1),
+            "test/accuracy_flexible": hits_flexible / max(len(pairs), 1)}
 
 
 class Task(ABC):

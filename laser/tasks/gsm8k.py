@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from laser.tasks.base import Example, Task
+from laser.tasks.base import Example, Task, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_last_number, extract_strict_gsm8k, normalise_number
 from laser.tasks.loading import (
     check_limit,
@@ -121,13 +121,8 @@ class GSM8K(Task):
     def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
         """`test/accuracy` (with this task's extraction) plus `test/accuracy_strict` and
         `test/accuracy_flexible`, the two lm-evaluation-harness variants, for comparison with papers."""
-        metrics = super().evaluate(responses, examples)
-        pairs = list(zip(responses, examples, strict=True))
-        strict = [extract_strict_gsm8k(r) == e.answer for r, e in pairs]
-        flexible = [(extract_strict_gsm8k(r) or extract_last_number(r)) == e.answer for r, e in pairs]
-        metrics["test/accuracy_strict"] = sum(strict) / max(len(pairs), 1)
-        metrics["test/accuracy_flexible"] = sum(flexible) / max(len(pairs), 1)
-        return metrics
+        return super().evaluate(responses, examples) | strict_and_flexible_accuracy(
+            responses, examples, extract_strict_gsm8k, extract_last_number)
 
 
 def _row_to_example(row: object, uid: str, line_number: int) -> Example | None:

@@ -8,7 +8,7 @@ import random
 from collections.abc import Iterable
 
 from laser.errors import LaserConfigError
-from laser.tasks.base import Example, Task
+from laser.tasks.base import Example, Task, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_choice_letter, extract_strict_choice
 from laser.tasks.loading import (
     check_count,
@@ -216,12 +216,9 @@ class MMLU(Task):
         metrics = super().evaluate(responses, examples)
         per_subject = [v for k, v in metrics.items() if k.startswith("test/accuracy/")]
         metrics["test/accuracy_macro"] = sum(per_subject) / max(len(per_subject), 1)
-        strict = [extract_strict_choice(r, _LETTERS) for r in responses]  # lengths checked by super()
-        flexible = [s or extract_choice_letter(r, _LETTERS) for s, r in zip(strict, responses, strict=True)]
-        for variant, answers in (("strict", strict), ("flexible", flexible)):
-            hits = sum(a == e.answer for a, e in zip(answers, examples, strict=True))
-            metrics[f"test/accuracy_{variant}"] = hits / max(len(examples), 1)
-        return metrics
+        return metrics | strict_and_flexible_accuracy(responses, examples,
+                                                      lambda r: extract_strict_choice(r, _LETTERS),
+                                                      lambda r: extract_choice_letter(r, _LETTERS))
 
 
 def _csv_row(row: list[str]) -> dict | None:

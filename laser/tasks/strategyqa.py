@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from laser.tasks.base import Example, Task
+from laser.tasks.base import Example, Task, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_strict_yes_no, extract_yes_no
 from laser.tasks.loading import (
     check_count,
@@ -161,13 +161,8 @@ class StrategyQA(Task):
     def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
         """`test/accuracy` (with this task's extraction) plus `test/accuracy_strict` and
         `test/accuracy_flexible`, whichever extraction the task trains with."""
-        metrics = super().evaluate(responses, examples)
-        pairs = list(zip(responses, examples, strict=True))
-        strict = [extract_strict_yes_no(r) == e.answer for r, e in pairs]
-        flexible = [(extract_strict_yes_no(r) or extract_yes_no(r)) == e.answer for r, e in pairs]
-        metrics["test/accuracy_strict"] = sum(strict) / max(len(pairs), 1)
-        metrics["test/accuracy_flexible"] = sum(flexible) / max(len(pairs), 1)
-        return metrics
+        return super().evaluate(responses, examples) | strict_and_flexible_accuracy(
+            responses, examples, extract_strict_yes_no, extract_yes_no)
 
 
 def _row_to_example(row: object, uid: str, row_number: int) -> Example | None:
