@@ -25,6 +25,16 @@ def require_vllm():
     return vllm
 
 
+def export_merged(policy, folder: Path) -> Path:
+    """Save the policy's base weights (with every merged adapter folded in) as a plain HF model folder:
+    the base is still wrapped by peft's LoRA layers, so their `base_layer` weights are unwrapped."""
+    base = policy.model.get_base_model()
+    state = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items() if "lora_" not in k}
+    base.save_pretrained(folder, state_dict=state)
+    policy.tokenizer.save_pretrained(folder)
+    return folder
+
+
 class VLLMSampler:
     """Samples with vLLM from the base model (path) plus the policy's live LoRA adapter."""
 
@@ -38,9 +48,7 @@ class VLLMSampler:
 
     def rebuild(self) -> None:
         """After a reference refresh: serve the merged weights (the adapter was folded into them)."""
-        merged = self.folder / f"merged-{len(self.policy.merged_adapters)}"
-        self.policy.model.get_base_model().save_pretrained(merged)
-        self.policy.tokenizer.save_pretrained(merged)
+        merged = export_merged(self.policy, self.folder / f"merged-{len(self.policy.merged_adapters)}")
         self.base_path, self.engine = str(merged), None
 
     def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float,

@@ -64,3 +64,29 @@ def test_unknown_generation_backend_is_refused(tmp_path):
 
     with pytest.raises(LaserConfigError, match="generation_backend='tgi'"):
         Policy(str(tmp_path / "missing"), generation_backend="tgi")
+
+
+def test_merged_weights_exported_for_vllm_are_the_refreshed_policy(tmp_path):
+    """After a reference refresh vLLM reloads the merged weights: they must score like the policy."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from laser.policy import Policy
+    from laser.tasks.arithmetic import Arithmetic
+    from laser.tiny import build_tiny_causal_lm
+    from laser.vllm_backend import export_merged
+
+    policy = Policy(build_tiny_causal_lm(str(tmp_path), Arithmetic(num_train=20, num_test=4), hidden_size=16,
+                                         num_layers=1, num_heads=2),
+                    lora={"r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    with torch.no_grad():
+        for name, weight in policy.model.named_parameters():
+            if "lora_B" in name:
+                weight.add_(0.1)
+    prompt = policy.unpadded_prompt_ids(policy.encode(["Q: What is 1 + 2?\nA:"]))
+    expected = policy.response_logps(prompt, [[5, 6]]).detach()
+    policy.refresh_reference()
+    plain = AutoModelForCausalLM.from_pretrained(export_merged(policy, tmp_path / "merged"))
+    logps = plain(torch.tensor([prompt[0] + [5, 6]])).logits.log_softmax(-1)[0]
+    n = len(prompt[0])
+    assert torch.allclose(logps[n - 1, 5] + logps[n, 6], expected[0], atol=1e-5)
