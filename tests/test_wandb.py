@@ -55,5 +55,7 @@ def test_each_job_writes_and_finishes_its_own_offline_wandb_run(make_config, tmp
     assert runs[0][0].name != runs[1][0].name  # distinct run ids: the jobs were not merged
     for found in runs:
         assert list(found[0].glob("*.wandb")), f"no .wandb file in {found[0]}"
+        # The table of sampled completions with the RM that scored them (logged at step 0).
+        assert list(found[0].glob("files/media/table/samples_*.table.json"))
     for job in (first, second):
         assert (job / "csv" / "metrics.csv").exists() and (job / "results.json").exists()
