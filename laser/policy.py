@@ -237,14 +237,21 @@ def load_policy(
     tiny: dict | None = None,
     warm_start: dict | None = None,
     cache_dir: str = "~/.cache/laser",
+    prebuilt: str | None = None,
     **policy_kwargs,
 ) -> Policy:
-    """The policy a config names: a hub id or local folder, or (with `tiny`) a small Llama built
-    locally for the task; then, if `warm_start.steps > 0`, a supervised warm start on the task's
+    """The policy a config names: a hub id or local folder, a model built from a PyPI wheel
+    (`prebuilt`), or (with `tiny`) a small Llama built locally for the task; then, if `warm_start.steps > 0`, a supervised warm start on the task's
     train split, cached on disk so the next run skips it."""
     from laser.tiny import build_tiny_causal_lm
     from laser.warm_start import warm_start as run_warm_start
 
+    if prebuilt == "smollm2_135m":
+        from laser.tiny import build_smollm2_135m
+
+        model_name_or_path = build_smollm2_135m(cache_dir)
+    elif prebuilt is not None:
+        raise LaserConfigError(f"policy.prebuilt={prebuilt!r}; choose smollm2_135m or null")
     if tiny:
         if task is None:
             raise LaserConfigError("policy.tiny builds a model for a task, but no task was given")

