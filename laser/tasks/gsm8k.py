@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from laser.tasks.base import Example, Task, strict_and_flexible_accuracy
+from laser.tasks.base import Example, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_last_number, extract_strict_gsm8k, normalise_number
 from laser.tasks.loading import (
+    SplitTask,
     check_limit,
     check_one_of,
     check_prompt_template,
@@ -16,7 +17,6 @@ from laser.tasks.loading import (
     parse_rows,
     require_file,
     resolve_data_dir,
-    seeded_subset,
 )
 
 _EXTRACTIONS = ("strict", "flexible")
@@ -25,7 +25,7 @@ _CALCULATOR_RE = re.compile(r"<<[^>]*>>")
 _ROW_NEEDS = "string fields 'question' and 'answer' with a '#### <number>' final answer"
 
 
-class GSM8K(Task):
+class GSM8K(SplitTask):
     """GSM8K from a local folder of `train.jsonl` / `test.jsonl` or from the Hugging Face hub.
 
     Gold answers are the number after "#### ", normalised ("1,080" -> "1080"). Grading follows
@@ -65,33 +65,22 @@ class GSM8K(Task):
         self.seed = seed
         self.extraction = extraction
         self.skipped_rows = 0  # malformed rows dropped while loading, summed over the loaded splits
-        self._cache: dict[str, list[Example]] = {}
 
     # ----- loading -----------------------------------------------------------------------------
 
-    def train_examples(self) -> list[Example]:
-        """Training problems (all 7,473, or a seeded subset of `train_limit`)."""
-        return self._examples("train")
+    def load_split(self, split: str) -> list[Example]:
+        """All problems of a split (7,473 train, 1,319 test), malformed rows skipped and counted."""
+        source, rows = self._read_local(split) if self.data_dir is not None else self._read_hub(split)
 
-    def test_examples(self) -> list[Example]:
-        """Test problems (all 1,319, or a seeded subset of `test_limit`)."""
-        return self._examples("test")
+        def example(index: int, line: int, row: object) -> Example | None:
+            return _row_to_example(row, uid=f"gsm8k-{split}-{index}", line_number=line)
 
-    def _examples(self, split: str) -> list[Example]:
-        # Loaded on first use and cached: building the task object (e.g. while composing configs)
-        # stays free, and repeated calls return the same subset.
-        if split not in self._cache:
-            source, rows = self._read_local(split) if self.data_dir is not None else self._read_hub(split)
-            def example(index: int, line: int, row: object) -> Example | None:
-                return _row_to_example(row, uid=f"gsm8k-{split}-{index}", line_number=line)
-
-            examples, skipped = parse_rows(
-                rows, example, dataset="GSM8K", source=source, needs=_ROW_NEEDS, unit="line",
-                stacklevel=3,  # point at the caller of train_examples()/test_examples()
-            )
-            self.skipped_rows += skipped
-            self._cache[split] = seeded_subset(examples, self.limits[split], f"gsm8k:{split}:{self.seed}")
-        return self._cache[split]
+        examples, skipped = parse_rows(
+            rows, example, dataset="GSM8K", source=source, needs=_ROW_NEEDS, unit="line",
+            stacklevel=4,  # point at the caller of train_examples()/test_examples()
+        )
+        self.skipped_rows += skipped
+        return examples
 
     def _read_local(self, split: str) -> tuple[str, Iterable[tuple[int, object]]]:
         expected = f"a folder with {' and '.join(_SPLITS.values())} (JSON lines with 'question', 'answer')"

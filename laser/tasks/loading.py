@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from laser.errors import LaserConfigError
+from laser.tasks.base import Example, Task
 
 T = TypeVar("T")
 
@@ -201,3 +202,30 @@ def seeded_split(items: Sequence[T], test_fraction: float, key: str) -> tuple[li
     train = [item for i, item in enumerate(items) if i not in held_out]
     test = [item for i, item in enumerate(items) if i in held_out]
     return train, test
+
+
+class SplitTask(Task):
+    """A task whose `train` and `test` splits load on first use (so building the task while composing
+    configs stays free), each cut to a seeded subset of `self.limits[split]` and cached, so repeated
+    calls return the same examples. Subclasses implement `load_split` and set `limits` and `seed`."""
+
+    limits: dict[str, int | None]
+    seed: int
+
+    def train_examples(self) -> list[Example]:
+        """The training split (all of it, or a seeded subset of `train_limit`)."""
+        return self.split_examples("train")
+
+    def test_examples(self) -> list[Example]:
+        """The held-out split (all of it, or a seeded subset of `test_limit`)."""
+        return self.split_examples("test")
+
+    def split_examples(self, split: str) -> list[Example]:
+        cache = self.__dict__.setdefault("_split_cache", {})
+        if split not in cache:
+            cache[split] = seeded_subset(self.load_split(split), self.limits[split], f"{self.name}:{split}:{self.seed}")
+        return cache[split]
+
+    def load_split(self, split: str) -> list[Example]:
+        """Every example of `split` ("train" or "test"), before limits."""
+        raise NotImplementedError

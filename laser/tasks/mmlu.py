@@ -8,9 +8,10 @@ import random
 from collections.abc import Iterable
 
 from laser.errors import LaserConfigError
-from laser.tasks.base import Example, Task, strict_and_flexible_accuracy
+from laser.tasks.base import Example, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_choice_letter, extract_strict_choice
 from laser.tasks.loading import (
+    SplitTask,
     check_count,
     check_fraction,
     check_limit,
@@ -19,7 +20,6 @@ from laser.tasks.loading import (
     load_hub_dataset,
     parse_rows,
     resolve_data_dir,
-    seeded_subset,
 )
 
 _EXTRACTIONS = ("strict", "flexible")
@@ -28,7 +28,7 @@ _HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
 _ROW_NEEDS = "a question, four choices and an answer index 0-3 (or letter A-D)"
 
 
-class MMLU(Task):
+class MMLU(SplitTask):
     """MMLU from a local folder (`test/<subject>_test.csv`, 14,042 rows; `dev/<subject>_dev.csv`, five
     few-shot rows per subject) or from the hub id `cais/mmlu` (config "all").
 
@@ -82,23 +82,12 @@ class MMLU(Task):
         self._raw: dict[str, dict[str, list[Example]]] = {}  # "test"/"dev" -> subject -> examples
         self._hub = None
         self._full: dict[str, list[Example]] = {}
-        self._cache: dict[str, list[Example]] = {}
 
     # ----- loading -----------------------------------------------------------------------------
 
-    def train_examples(self) -> list[Example]:
-        """Training prompts: `train_fraction` of each subject's test rows (or a seeded subset)."""
-        return self._examples("train")
-
-    def test_examples(self) -> list[Example]:
-        """Evaluation questions: the other test rows of each subject (or a seeded subset)."""
-        return self._examples("test")
-
-    def _examples(self, split: str) -> list[Example]:
-        if split not in self._cache:
-            key = f"mmlu:{split}:{self.seed}"
-            self._cache[split] = seeded_subset(self._split()[split], self.limits[split], key)
-        return self._cache[split]
+    def load_split(self, split: str) -> list[Example]:
+        """Training prompts: `train_fraction` of each subject's test rows; test: the other rows."""
+        return self._split()[split]
 
     def _split(self) -> dict[str, list[Example]]:
         """The stratified train/evaluation split of the chosen subjects' test rows, built once."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
-from laser.tasks.base import Example, Task, strict_and_flexible_accuracy
+from laser.tasks.base import Example, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_strict_yes_no, extract_yes_no
 from laser.tasks.loading import (
+    SplitTask,
     check_count,
     check_fraction,
     check_limit,
@@ -18,7 +19,6 @@ from laser.tasks.loading import (
     require_file,
     resolve_data_dir,
     seeded_split,
-    seeded_subset,
 )
 
 _EXTRACTIONS = ("strict", "flexible")
@@ -28,7 +28,7 @@ _GOLDS = {"true": "yes", "yes": "yes", "false": "no", "no": "no"}
 _ROW_NEEDS = "a non-empty string 'question' and a boolean (or yes/no) 'answer'"
 
 
-class StrategyQA(Task):
+class StrategyQA(SplitTask):
     """StrategyQA from a local folder (`train.json` 2,061 rows, `dev.json` 229 rows, the dev split
     serving as test) or from a hub id through `datasets.load_dataset`.
 
@@ -75,24 +75,13 @@ class StrategyQA(Task):
         self.extraction = extraction
         self.skipped_rows = 0  # malformed rows dropped while loading
         self._full: dict[str, list[Example]] = {}  # both splits, before limits; loaded on first use
-        self._cache: dict[str, list[Example]] = {}
         self._shots: list[Example] | None = None
 
     # ----- loading -----------------------------------------------------------------------------
 
-    def train_examples(self) -> list[Example]:
-        """Training questions (all, or a seeded subset of `train_limit`)."""
-        return self._examples("train")
-
-    def test_examples(self) -> list[Example]:
-        """Held-out questions (the 229 dev rows locally, or a seeded subset of `test_limit`)."""
-        return self._examples("test")
-
-    def _examples(self, split: str) -> list[Example]:
-        if split not in self._cache:
-            full = self._load()[split]
-            self._cache[split] = seeded_subset(full, self.limits[split], f"strategyqa:{split}:{self.seed}")
-        return self._cache[split]
+    def load_split(self, split: str) -> list[Example]:
+        """Training questions, or the held-out ones (the 229 dev rows locally)."""
+        return self._load()[split]
 
     def _load(self) -> dict[str, list[Example]]:
         # Both splits at once, on first use: building the task (e.g. while composing configs) stays
@@ -130,7 +119,7 @@ class StrategyQA(Task):
 
         examples, skipped = parse_rows(
             enumerate(rows, start=1), example, dataset="StrategyQA", source=source, needs=_ROW_NEEDS,
-            stacklevel=6,  # point at the caller of train_examples()/test_examples()
+            stacklevel=7,  # point at the caller of train_examples()/test_examples()
         )
         self.skipped_rows += skipped
         return examples
