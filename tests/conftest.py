@@ -27,12 +27,12 @@ TINY_OVERRIDES = [
 ]
 
 
-def compose_config(output_dir: Path, overrides: list[str], cache_dir: Path) -> DictConfig:
+def compose_config(output_dir: Path, overrides: list[str], cache_dir: Path, config_name: str = "config") -> DictConfig:
     """The real config (as `python -m laser.run` composes it), with HydraConfig set so that
     `${hydra:...}` interpolations resolve, writing into `output_dir`."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(output_dir)
         cfg.hydra.job.num = 0
@@ -63,3 +63,34 @@ def require_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"benchmark data not found at {path} (see ../shared/data/README.md)")
     return path
+
+
+def word_level_llamas(tmp_path_factory, words: str, models: dict[str, tuple[str, int]]) -> dict[str, Path]:
+    """A word-level tokenizer over `words` (no pad token, BOS prepended) and tiny random Llamas
+    (name -> ("causal" | "classifier", seed)), each saved like a hub checkpoint. A large init range
+    makes outputs differ between tokens, so a padding bug would show."""
+    from tokenizers import Tokenizer, pre_tokenizers, processors, trainers
+    from tokenizers import models as tokenizer_models
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+        PreTrainedTokenizerFast,
+    )
+
+    tok = Tokenizer(tokenizer_models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([words], trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                         initializer_range=0.5, num_labels=1)
+    classes = {"causal": LlamaForCausalLM, "classifier": LlamaForSequenceClassification}
+    paths = {}
+    for name, (kind, seed) in models.items():
+        torch.manual_seed(seed)
+        paths[name] = tmp_path_factory.mktemp(name)
+        classes[kind](config).save_pretrained(paths[name])
+        tokenizer.save_pretrained(paths[name])
+    return paths

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from conftest import compose_config
+from omegaconf import DictConfig, OmegaConf
 
 from laser.bestofn import decision_reward, pick_best, run
 from laser.errors import LaserConfigError
@@ -268,18 +266,8 @@ def test_longbench_rows_and_offline_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def compose_bestofn(output_dir: Path, overrides: list[str], cache_dir: Path) -> DictConfig:
-    """conf/bestofn.yaml as `python -m laser.bestofn` composes it (mirrors conftest.compose_config)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="bestofn", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-        cfg.paths.cache_dir = str(cache_dir)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    """conf/bestofn.yaml as `python -m laser.bestofn` composes it."""
+    return compose_config(output_dir, overrides, cache_dir, config_name="bestofn")
 
 
 TINY_BESTOFN = ["policy.max_new_tokens=8", "policy.max_prompt_tokens=256", "policy.warm_start.steps=0",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import word_level_llamas
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -228,34 +229,7 @@ RESPONSES = ["the answer is five", "no", "two plus two is four maybe", "seven se
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory) -> dict[str, Path]:
     """A word-level tokenizer (no pad token) and tiny random Llamas, saved like hub checkpoints."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import (
-        LlamaConfig,
-        LlamaForCausalLM,
-        LlamaForSequenceClassification,
-        PreTrainedTokenizerFast,
-    )
-
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator([WORDS], trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    # A large init range makes outputs differ between tokens, so a padding bug would show.
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64, initializer_range=0.5,
-        num_labels=1,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    paths = {}
-    for kind, cls in (("classifier", LlamaForSequenceClassification), ("causal", LlamaForCausalLM)):
-        paths[kind] = tmp_path_factory.mktemp(kind)
-        cls(config).save_pretrained(paths[kind])
-        tokenizer.save_pretrained(paths[kind])
-    return paths
+    return word_level_llamas(tmp_path_factory, WORDS, {"classifier": ("classifier", 0), "causal": ("causal", 1)})
 
 
 def hf_batch(n: int = 5) -> ScoringBatch:

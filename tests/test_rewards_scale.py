@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import word_level_llamas
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -29,32 +30,9 @@ RESPONSES = ["the answer is five", "no", "two plus two is four maybe", "seven se
 @pytest.fixture(scope="module")
 def llamas(tmp_path_factory) -> dict[str, str]:
     """A word-level tokenizer and three tiny Llamas: a "policy", a different "reference", a classifier."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import (
-        LlamaConfig,
-        LlamaForCausalLM,
-        LlamaForSequenceClassification,
-        PreTrainedTokenizerFast,
-    )
-
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator([WORDS], trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                         initializer_range=0.5, num_labels=1)
-    paths = {}
-    for seed, (kind, cls) in enumerate((("policy", LlamaForCausalLM), ("reference", LlamaForCausalLM),
-                                        ("classifier", LlamaForSequenceClassification))):
-        torch.manual_seed(seed)
-        folder = tmp_path_factory.mktemp(kind)
-        cls(config).save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        paths[kind] = str(folder)
-    return paths
+    paths = word_level_llamas(tmp_path_factory, WORDS, {"policy": ("causal", 0), "reference": ("causal", 1),
+                                                        "classifier": ("classifier", 2)})
+    return {name: str(path) for name, path in paths.items()}
 
 
 def text_batch(n: int = len(PROMPTS)) -> ScoringBatch:
