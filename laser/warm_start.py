@@ -23,16 +23,18 @@ from laser.tiny import fingerprint
 log = logging.getLogger(__name__)
 
 
-def sft_batch(tokenizer, prompts: list[str], targets: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+def sft_tokens(tokenizer, prompt: str, target: str, max_tokens: int) -> tuple[list[int], list[int]]:
+    """Prompt ids and target ids (+EOS), cut to fit `max_tokens`."""
+    p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    p = p[-max_tokens // 2:]  # keep the end of a long prompt (the question) ...
+    return p, t[: max_tokens - len(p)]  # ... and the start of a long target
+
+
+def sft_batch(tokenizer, pairs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
     """Right-padded prompt+target ids whose labels are -100 outside the target (loss on answers only)."""
-    rows, labels = [], []
-    for prompt, target in zip(prompts, targets, strict=True):
-        p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        p = p[-max_tokens // 2:]  # keep the end of a long prompt (the question) ...
-        t = t[: max_tokens - len(p)]  # ... and the start of a long target
-        rows.append(p + t)
-        labels.append([-100] * len(p) + t)
+    rows = [p + t for p, t in pairs]
+    labels = [[-100] * len(p) + t for p, t in pairs]
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
     return {
@@ -78,12 +80,17 @@ def warm_start(
 def _train(model, tokenizer, task: Task, examples: list, steps: int, lr: float, batch_size: int,
            max_tokens: int, rng: random.Random) -> None:
     """AdamW with a one-cycle schedule on random batches of (prompt, target)."""
+    tokenised: dict[int, tuple[list[int], list[int]]] = {}  # each example is tokenised once, not per step
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
     for step in range(steps):
-        chosen = [examples[rng.randrange(len(examples))] for _ in range(batch_size)]
-        batch = sft_batch(tokenizer, [task.format_prompt(e) for e in chosen],
-                          [e.target or e.answer for e in chosen], max_tokens)
+        chosen = [rng.randrange(len(examples)) for _ in range(batch_size)]
+        for i in chosen:
+            if i not in tokenised:
+                example = examples[i]
+                tokenised[i] = sft_tokens(tokenizer, task.format_prompt(example), example.target or example.answer,
+                                          max_tokens)
+        batch = sft_batch(tokenizer, [tokenised[i] for i in chosen])
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
