@@ -228,8 +228,9 @@ class LaserModule(L.LightningModule):
         pair_prompts = [prompt_ids[p] for p, _, _ in pairs]
         chosen = [response_ids[p * n + c] for p, c, _ in pairs]
         rejected = [response_ids[p * n + r] for p, _, r in pairs]
-        policy_logps = self.policy.response_logps(pair_prompts * 2, chosen + rejected)
+        # the reference first: its no-grad forward then peaks alone, not on top of the policy's saved activations
         reference_logps = self.policy.response_logps(pair_prompts * 2, chosen + rejected, reference=True)
+        policy_logps = self.policy.response_logps(pair_prompts * 2, chosen + rejected)
         count = len(pairs)
         dpo = dpo_loss(policy_logps[:count], policy_logps[count:], reference_logps[:count],
                        reference_logps[count:], beta=self.beta, label_smoothing=self.label_smoothing)

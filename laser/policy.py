@@ -33,6 +33,22 @@ class Samples:
     num_truncated: int  # responses that hit max_new_tokens without an EOS
 
 
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Activation (gradient) checkpointing on a transformers model, non-reentrant, so frozen inputs
+    under LoRA need no `enable_input_require_grads`. Training memory for activations drops from one
+    set per layer to one per layer boundary; the backward pass reruns each layer's forward (~1/3
+    more step time)."""
+    kwargs = {"use_reentrant": False}
+    supported = getattr(model, "supports_gradient_checkpointing", False)
+    if not supported:
+        raise LaserConfigError(f"policy.activation_checkpointing=true, but {type(model).__name__} does not support "
+                               "it; set policy.activation_checkpointing=false")
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 class Policy(torch.nn.Module):
     """A causal LM + LoRA adapter (hub id or local path).
 
@@ -60,6 +76,7 @@ class Policy(torch.nn.Module):
         top_p: float = 1.0,
         generation_backend: str = "hf",
         allow_pickle_weights: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -78,6 +95,8 @@ class Policy(torch.nn.Module):
         lora.setdefault("lora_alpha", 32)
         lora.setdefault("lora_dropout", 0.1)
         lora.setdefault("target_modules", ["q_proj", "v_proj"])
+        if activation_checkpointing:  # keep one tensor per layer; recompute the rest in backward
+            enable_activation_checkpointing(base)
         self.model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora))
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
@@ -172,14 +191,20 @@ class Policy(torch.nn.Module):
         self, prompt_ids: list[list[int]], response_ids: list[list[int]], reference: bool = False
     ) -> torch.Tensor:
         """Summed log-probs of each response given its prompt, [N]. `reference=True` disables the
-        adapter (the reference model) and runs without grad."""
+        adapter (the reference model) and runs without grad. Logits are computed only from the
+        shortest prompt's last token on (`logits_to_keep`): prompt positions need no vocabulary
+        projection, and at a 128k vocabulary those logits would dominate the step's memory."""
         batch = self._batch(prompt_ids, response_ids)
+        width = batch["input_ids"].shape[1]
+        keep = width - min(len(p) for p in prompt_ids) + 1  # positions min_prompt-1 .. width-1
+        inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
         if reference:
             with torch.no_grad(), self.model.disable_adapter():
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                logits = self.model(**inputs).logits
         else:
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return sequence_logps(logits.float(), batch["input_ids"], batch["response_mask"])
+            logits = self.model(**inputs).logits
+        tail = slice(width - keep, width)
+        return sequence_logps(logits, batch["input_ids"][:, tail], batch["response_mask"][:, tail])
 
     def unpadded_prompt_ids(self, enc: dict[str, torch.Tensor]) -> list[list[int]]:
         """The prompt token ids without left padding, one list per prompt."""

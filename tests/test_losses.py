@@ -149,3 +149,16 @@ def test_sequence_logps_second_row_by_hand():
     for n, first in ((0, 1), (1, 2)):
         expected = sum(hand_log_softmax(rows[n][t - 1], labels[n, t].item()) for t in range(first, 4))
         assert out[n].item() == pytest.approx(expected, abs=1e-10)
+
+
+def test_sequence_logps_of_bfloat16_logits_are_float32_and_match_float64():
+    """bf16 logits are upcast row by row (no float32 copy of the whole tensor): float32 out, and the
+    same values as a float64 log_softmax of the same bf16 numbers."""
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 5, 50) * 4).to(torch.bfloat16)
+    labels = torch.randint(0, 50, (3, 5))
+    mask = torch.tensor([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    out = sequence_logps(logits, labels, mask)
+    reference = torch.gather(logits[:, :-1].double().log_softmax(-1), 2, labels[:, 1:, None]).squeeze(-1)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out.double(), (reference * mask[:, 1:]).sum(-1), atol=1e-4)

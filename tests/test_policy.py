@@ -148,6 +148,38 @@ def test_response_logps_match_hand_loop(policy, batch):
     assert (got < 0).all()
 
 
+def test_response_logps_with_an_empty_response_and_the_longest_prompt(policy, batch):
+    """Logits are computed only from the shortest prompt on; an empty response scores 0, and a row
+    whose prompt is longer than every other row still gets its own response's log-probs."""
+    _, prompt_ids, response_ids = batch
+    perturb_lora(policy)
+    long_prompt = prompt_ids[1] + prompt_ids[0]
+    prompts, responses = [prompt_ids[0], long_prompt, prompt_ids[1]], [response_ids[0], response_ids[1], []]
+    got = policy.response_logps(prompts, responses).detach()
+    expected = hand_logps(policy, prompts[:2], responses[:2])
+    assert torch.allclose(got[:2], expected, atol=1e-4)
+    assert got[2].item() == 0.0
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(model_path, batch):
+    """Checkpointing recomputes activations in backward: same numbers, less memory."""
+    _, prompt_ids, response_ids = batch
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        policy = Policy(model_path, lora=LORA, activation_checkpointing=checkpointing)
+        perturb_lora(policy)
+        policy.model.train()
+        base = policy.model.base_model.model
+        assert getattr(base, "is_activation_checkpointing", None) is checkpointing or (
+            base.is_gradient_checkpointing is checkpointing)
+        loss = -policy.response_logps(prompt_ids, response_ids).sum()
+        loss.backward()
+        grads.append([p.grad.clone() for p in policy.parameters() if p.requires_grad])
+    assert len(grads[0]) > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))
+
+
 # ---- reference refresh and checkpoint state -----------------------------------------------------
 
 
