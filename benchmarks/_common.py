@@ -137,11 +137,11 @@ def dpo_step(policy, optimiser, prompt_ids, chosen, rejected, beta: float = 0.1,
     `reference_logps(prompts, responses)` replaces the adapter-disabled reference (memory.py's copy)."""
     count = len(chosen)
     prompts, responses = prompt_ids * 2, chosen + rejected
-    policy_logps = policy.response_logps(prompts, responses)
-    if reference_logps is None:
+    if reference_logps is None:  # the reference first, as LaserModule does
         ref = policy.response_logps(prompts, responses, reference=True)
     else:
         ref = reference_logps(prompts, responses)
+    policy_logps = policy.response_logps(prompts, responses)
     out = dpo_loss(policy_logps[:count], policy_logps[count:], ref[:count], ref[count:], beta=beta)
     lengths = torch.tensor([len(c) for c in chosen])
     loss = (out.losses + nll_weight * nll_loss(policy_logps[:count], lengths)).mean()

@@ -10,6 +10,7 @@
 #
 #   bash benchmarks/gpu_check.sh                   # needs a CUDA GPU with >= ~60 GB free
 #   GPU_CHECK_PAIRS=2 bash benchmarks/gpu_check.sh # a smaller DPO batch (less activation memory)
+#   GPU_CHECK_CHECKPOINTING=1 bash benchmarks/gpu_check.sh   # activation checkpointing, as policy=llama3_8b
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_SHAPE=tiny bash benchmarks/gpu_check.sh   # code-path test on a CPU
 #
 # Exits 2 with a message when no GPU is visible (nothing is measured then).
@@ -37,6 +38,7 @@ from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from laser.bandits.linucb import LinUCB  # noqa: E402
 from laser.losses import dpo_loss, nll_loss, sequence_logps  # noqa: E402
+from laser.policy import enable_activation_checkpointing  # noqa: E402
 
 TINY = os.environ.get("GPU_CHECK_SHAPE") == "tiny"
 SHAPE = (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -44,6 +46,7 @@ SHAPE = (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_at
          dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
               num_key_value_heads=8, vocab_size=128256))
 PAIRS = int(os.environ.get("GPU_CHECK_PAIRS", "4"))
+CHECKPOINTING = os.environ.get("GPU_CHECK_CHECKPOINTING", "0") == "1"  # policy.activation_checkpointing
 
 
 def sync():
@@ -106,6 +109,8 @@ with torch.no_grad():
 print(f"RM scoring: 32 x 512 tokens in {t_rm:.2f} s = {32 * 512 / t_rm:,.0f} tokens/s; peak {gib():.1f} GiB")
 
 # ---- one LoRA DPO(+NLL) step, reference = the same model with the adapter disabled ----
+if CHECKPOINTING:
+    enable_activation_checkpointing(model)
 policy = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules=["q_proj", "v_proj"]))
 policy.train()
 optimiser = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=5e-6)
@@ -114,10 +119,12 @@ mask = torch.zeros_like(seqs)
 mask[:, 256:] = 1
 
 
-def dpo_step():
-    logps = sequence_logps(policy(input_ids=seqs, use_cache=False).logits.float(), seqs, mask)
+def dpo_step():  # as LaserModule: the reference first, logits for the response positions only (+1)
     with torch.no_grad(), policy.disable_adapter():
-        ref = sequence_logps(policy(input_ids=seqs, use_cache=False).logits.float(), seqs, mask)
+        ref = sequence_logps(policy(input_ids=seqs, use_cache=False, logits_to_keep=257).logits, seqs[:, -257:],
+                             mask[:, -257:])
+    logps = sequence_logps(policy(input_ids=seqs, use_cache=False, logits_to_keep=257).logits, seqs[:, -257:],
+                           mask[:, -257:])
     out = dpo_loss(logps[:PAIRS], logps[PAIRS:], ref[:PAIRS], ref[PAIRS:], beta=0.1)
     loss = (out.losses + nll_loss(logps[:PAIRS], mask[:PAIRS].sum(1))).mean()
     optimiser.zero_grad()
@@ -127,7 +134,8 @@ def dpo_step():
 
 
 t_dpo = timed(dpo_step)
-print(f"LoRA DPO step: {PAIRS} pairs x 512 tokens in {t_dpo:.2f} s ({2 * PAIRS * 512 / t_dpo:,.0f} tokens/s); "
+print(f"LoRA DPO step (activation checkpointing {'on' if CHECKPOINTING else 'off'}): "
+      f"{PAIRS} pairs x 512 tokens in {t_dpo:.2f} s ({2 * PAIRS * 512 / t_dpo:,.0f} tokens/s); "
       f"peak {gib():.1f} GiB")
 
 # ---- laser's LinUCB on this CPU at the 8B context size, against that step ----

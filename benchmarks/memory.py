@@ -38,7 +38,7 @@ def status_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
 
 
-def child(variant: str, folder: str, pairs: int, seq: int, steps: int, threads: int) -> None:
+def child(variant: str, folder: str, pairs: int, seq: int, steps: int, threads: int, checkpointing: bool) -> None:
     """One variant in this process; prints a JSON line of KB figures."""
     import copy
     import ctypes
@@ -52,7 +52,7 @@ def child(variant: str, folder: str, pairs: int, seq: int, steps: int, threads: 
     from laser.policy import Policy
 
     rss_imports = status_kb("VmRSS")
-    policy = Policy(folder, lora=LORA)
+    policy = Policy(folder, lora=LORA, activation_checkpointing=checkpointing)
     reference_logps = None
     if variant == "copy":  # a second full set of weights: the adapter-free copy of the policy
         reference = copy.deepcopy(policy.model).merge_and_unload().eval().requires_grad_(False)
@@ -63,7 +63,8 @@ def child(variant: str, folder: str, pairs: int, seq: int, steps: int, threads: 
             ids = torch.tensor(rows)
             mask = torch.zeros_like(ids)
             mask[:, len(prompts[0]):] = 1
-            return sequence_logps(reference(input_ids=ids).logits.float(), ids, mask)
+            keep = ids.shape[1] - len(prompts[0]) + 1  # logits for the responses only, as Policy.response_logps
+            return sequence_logps(reference(input_ids=ids, logits_to_keep=keep).logits, ids[:, -keep:], mask[:, -keep:])
 
     vocab = policy.model.get_input_embeddings().num_embeddings
     p, c, r = random_pairs(vocab, pairs, seq, seq)
@@ -91,10 +92,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="measured steps after one warm-up step")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--child", choices=["adapter", "copy"], help=argparse.SUPPRESS)
+    parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.model_dir, args.pairs, args.seq, args.steps, args.threads)
+        return child(args.child, args.model_dir, args.pairs, args.seq, args.steps, args.threads, args.checkpointing)
     header(args.threads)
     from _common import save_random_llama
 
@@ -105,15 +107,24 @@ def main() -> None:
     print(f"model: Llama, {params / 1e6:.1f}M parameters float32 = {params * 4 / 2**20:.0f} MiB of weights "
           f"(hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}); LoRA r16 q/v; "
           f"{args.pairs} pairs of {args.seq}+{args.seq} tokens; peak over {args.steps} steps after 1 warm-up")
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_random_llama(Path(tmp) / "model", config)
-        for variant in ("adapter", "copy"):
-            cmd = [sys.executable, __file__, "--child", variant, "--model-dir", folder, "--pairs", str(args.pairs),
-                   "--seq", str(args.seq), "--steps", str(args.steps), "--threads", str(args.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            results[variant] = json.loads(out.strip().splitlines()[-1])
+        for checkpointing in (False, True):
+            results = {}
+            for variant in ("adapter", "copy"):
+                cmd = [sys.executable, __file__, "--child", variant, "--model-dir", folder, "--pairs",
+                       str(args.pairs), "--seq", str(args.seq), "--steps", str(args.steps), "--threads",
+                       str(args.threads)] + (["--checkpointing"] if checkpointing else [])
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                results[variant] = json.loads(out.strip().splitlines()[-1])
+            report(results, "policy.activation_checkpointing=" + str(checkpointing).lower())
+    load_note()
+
+
+def report(results: dict[str, dict[str, int]], mode: str) -> None:
+    """The two variants' figures in MiB, the ratio and its verdict."""
     mib = {v: {k: kb / 1024 for k, kb in r.items()} for v, r in results.items()}
+    print(f"-- {mode}")
     for name, label in (("adapter", "reference = disabled adapter (laser)"), ("copy", "reference = deep copy")):
         m = mib[name]
         print(f"{label:38s}: peak RSS {m['peak']:7.0f} MiB | above imports {m['peak'] - m['imports']:7.0f} MiB | "
@@ -122,11 +133,11 @@ def main() -> None:
     print(f"breakdown: resident before the steps above imports: adapter {a['steady'] - a['imports']:.0f} MiB, "
           f"copy {c['steady'] - c['imports']:.0f} MiB (the copy adds {c['steady'] - a['steady']:.0f}); step transient "
           f"(peak - steady): adapter {a['peak'] - a['steady']:.0f} MiB, copy {c['peak'] - c['steady']:.0f} MiB")
-    full = mib["adapter"]["peak"] / mib["copy"]["peak"]
-    above = (mib["adapter"]["peak"] - mib["adapter"]["imports"]) / (mib["copy"]["peak"] - mib["copy"]["imports"])
+    full = a["peak"] / c["peak"]
+    above = (a["peak"] - a["imports"]) / (c["peak"] - c["imports"])
     print(f"ratio adapter / copy: peak RSS above imports {above:.3f} | whole-process peak RSS {full:.3f}")
-    verdict(f"peak DPO-step memory (RSS above imports) adapter / copy <= 0.6 (measured {above:.3f})", above <= 0.6)
-    load_note()
+    verdict(f"{mode}: peak DPO-step memory (RSS above imports) adapter / copy <= 0.6 (measured {above:.3f})",
+            above <= 0.6)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("policy.dtype", _one_of("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
      "one of float32, bfloat16, float16"),
     ("policy.generation_backend", _one_of("hf", "vllm"), "hf or vllm"),
+    ("policy.activation_checkpointing", lambda v: isinstance(v, bool), "true or false"),
     ("reward_normaliser.low_quantile", _number(0, 1), "a number in [0, 1]"),
     ("reward_normaliser.high_quantile", _number(0, 1), "a number in [0, 1]"),
     ("bandit.granularity", _one_of("batch", "instance"), "batch or instance"),
