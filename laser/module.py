@@ -24,20 +24,23 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 
 from laser.bandits.base import Selector, StepFeedback
 from laser.bandits.normaliser import QuantileNormaliser
 from laser.config_checks import check_hyperparameters
 from laser.contexts import ContextEncoder
-from laser.decisions import Decision, decide, gold_pair_accuracy, score_decisions
+from laser.decisions import Decision, gold_pair_accuracy, score_decisions
 from laser.errors import LaserConfigError
 from laser.losses import dpo_loss, nll_loss
 from laser.pairs import build_preference_pairs
 from laser.policy import Policy
+from laser.ranks import any_rank, from_every_rank, own_entry, shared_decision, summed_counts
 from laser.records import IterationTracker, append_jsonl, rewind_selections, write_json_atomically
 from laser.rewards.faults import RewardModelError
 from laser.rewards.pool import RewardModelPool
 from laser.rng import get_rng_state, set_rng_state
+from laser.sharding import shard_policy
 from laser.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,12 @@ class LaserModule(L.LightningModule):
 
     # ---- optimisation ----------------------------------------------------------------------------
 
+    def configure_model(self) -> None:
+        """trainer=fsdp: shard the policy's decoder layers over the ranks (laser/sharding.py)."""
+        if isinstance(self.trainer.strategy, ModelParallelStrategy):
+            layers = shard_policy(self.policy.model, self.device_mesh["data_parallel"])
+            log.info("trainer=fsdp: %d decoder layers sharded over %d ranks", layers, self.trainer.world_size)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         return torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
@@ -118,7 +127,9 @@ class LaserModule(L.LightningModule):
             encoded = policy.encode(prompts)
             contexts = self.context_encoder(policy, encoded, prompts)  # [B, d], no grad
         with phase("bandit"):
-            decisions = self._decide(contexts)  # one per batch (paper) or one per prompt
+            decisions, disagreeing_ranks = shared_decision(self.trainer, self.selector, contexts)  # per batch or prompt
+            if disagreeing_ranks:  # every rank counts it, so rank 0's results.json reports it
+                self.tracker.skipped["ddp_decision_mismatch"] += disagreeing_ranks
         with phase("generate"):
             samples = policy.sample(encoded, n)  # n per prompt, one generate call
         self.tracker.on_step(samples.num_generated_tokens)
@@ -133,7 +144,7 @@ class LaserModule(L.LightningModule):
                 fault = RewardModelError(bad[0], "nonfinite_scores", f"{bad} returned NaN/inf scores")
         except RewardModelError as error:  # raised, hung or miscounted: the RM's fault, not the run's
             fault = error
-        if self._any_rank(fault is not None):  # every rank skips together, or DDP collectives would hang
+        if any_rank(self.trainer, fault is not None):  # every rank skips together, or DDP collectives would hang
             kind = fault.kind if fault else "error"
             return self._rm_fault(kind, {fault.name} if fault else set(), decisions, batch,
                                   str(fault) if fault else "an RM fault on another rank")
@@ -188,30 +199,6 @@ class LaserModule(L.LightningModule):
                                           [p for p in pairs if p[0] in set(decision.prompts)])
             self._record(decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
             metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
-
-    def _any_rank(self, flag: bool) -> bool:
-        """True if `flag` is true on any rank (just `flag` in a single process)."""
-        if self.trainer.world_size == 1:
-            return flag
-        total = self.trainer.strategy.reduce(torch.tensor(float(flag), device=self.device), reduce_op="sum")
-        return bool(total > 0)
-
-    def _decide(self, contexts: torch.Tensor) -> list[Decision]:
-        """The selector's decisions; under DDP, one shared decision: every rank sees the mean context
-        of the global batch, and rank 0's choice is broadcast (disagreements are counted)."""
-        if self.trainer.world_size == 1:
-            return decide(self.selector, contexts)
-        if self.selector.granularity != "batch":
-            raise LaserConfigError("bandit.granularity=instance is not supported with several processes "
-                                   "(each rank would train its own bandit); use bandit.granularity=batch")
-        gathered = self.all_gather(contexts.to(self.device)).reshape(-1, contexts.shape[-1]).cpu()
-        decision = decide(self.selector, gathered)[0]
-        chosen = self.trainer.strategy.broadcast(decision.selection, src=0)
-        disagree = torch.tensor(float(chosen.arms != decision.selection.arms), device=self.device)
-        disagreeing_ranks = int(self.trainer.strategy.reduce(disagree, reduce_op="sum"))
-        if disagreeing_ranks:  # every rank counts it, so rank 0's results.json reports it
-            self.tracker.skipped["ddp_decision_mismatch"] += disagreeing_ranks
-        return [Decision(list(range(len(contexts))), decision.context, chosen)]
 
     def _decision_reward(self, decision: Decision, pairs: list[tuple[int, int, int]], pair_losses: torch.Tensor,
                          loss: torch.Tensor) -> float | None:
@@ -344,13 +331,8 @@ class LaserModule(L.LightningModule):
 
     def rm_calls(self) -> dict[str, int]:
         """Responses scored per RM so far, summed over ranks (a collective: call it on every rank)."""
-        counts = self.rm_pool.call_counts()
-        if self.trainer.world_size > 1:
-            totals = self.trainer.strategy.reduce(torch.tensor([float(c) for c in counts.values()],
-                                                                device=self.device), reduce_op="sum")
-            counts = {name: int(total) for name, total in zip(counts, totals.tolist(), strict=True)}
-        self.last_rm_calls = counts
-        return counts
+        self.last_rm_calls = summed_counts(self.trainer, self.rm_pool.call_counts())
+        return self.last_rm_calls
 
     def _close_iteration(self, iteration: int) -> None:
         record = self.tracker.close(iteration, self.last_eval, self.rm_calls(),
@@ -372,15 +354,16 @@ class LaserModule(L.LightningModule):
             "merged_adapters": self.policy.merged_adapters,
             "selector": self.selector.state_dict(),
             "normaliser": self.normaliser.state_dict(),
-            "rm_pool": self.rm_pool.state_dict(),
-            "tracker": self.tracker.state_dict(),
             "last_eval": self.last_eval,
             "wall_seconds": self.wall_seconds(),
-            "rng": get_rng_state(),
         }
+        # what differs between ranks (random and noise streams, own counters): rank 0's, and every rank's
+        local = {"rng": get_rng_state(), "rm_pool": self.rm_pool.state_dict(), "tracker": self.tracker.state_dict()}
+        checkpoint["laser"].update(local, per_rank=from_every_rank(self.trainer, local))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["laser"]
+        state = {**state, **(own_entry(state.get("per_rank"), self.global_rank, self.trainer.world_size) or {})}
         self.policy.replay_merges(state["merged_adapters"])
         self.policy.load_adapter_state_dict(state["adapter"])
         self.selector.load_state_dict(state["selector"])

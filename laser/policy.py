@@ -14,10 +14,12 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
+from torch.distributed.tensor import DTensor
 
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
 from laser.losses import sequence_logps
+from laser.sharding import assign, full_value, gathered
 from laser.tasks.base import Task
 
 ADAPTER = "default"
@@ -131,7 +133,8 @@ class Policy(torch.nn.Module):
         token (left padding puts it at position -1), under the current policy, no grad."""
         was_training = self.model.training
         self.model.eval()
-        out = self.model(**enc, output_hidden_states=True)
+        with gathered(self.model):  # sharded (trainer=fsdp): the whole model for this pass
+            out = self.model(**enc, output_hidden_states=True)
         self.model.train(was_training)
         return out.hidden_states[-1][:, -1, :].float()
 
@@ -148,10 +151,11 @@ class Policy(torch.nn.Module):
         kwargs = {"do_sample": False} if greedy else {
             "do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
         }
-        out = self.model.generate(
-            **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=1 if greedy else n,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kwargs,
-        )
+        with gathered(self.model):  # sharded: ranks stop at different tokens, so no per-layer gathers
+            out = self.model.generate(
+                **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=1 if greedy else n,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kwargs,
+            )
         if greedy and n > 1:  # n greedy copies are identical, and generate refuses to make them
             out = out.repeat_interleave(n, dim=0)
         self.model.train(was_training)
@@ -217,7 +221,7 @@ class Policy(torch.nn.Module):
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The trainable LoRA weights (CPU copies)."""
-        return {k: v.detach().cpu().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+        return {k: full_value(v.detach()).cpu().clone() for k, v in self.model.named_parameters() if v.requires_grad}
 
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         params = dict(self.model.named_parameters())
@@ -226,7 +230,7 @@ class Policy(torch.nn.Module):
             raise LaserConfigError(f"checkpoint adapter does not match the policy: unknown keys {missing[:3]}")
         with torch.no_grad():
             for key, value in state.items():
-                params[key].copy_(value.to(params[key].device, params[key].dtype))
+                assign(params[key], value)
 
     @torch.no_grad()
     def refresh_reference(self) -> None:
@@ -242,9 +246,13 @@ class Policy(torch.nn.Module):
         for _, layer in self.lora_layers():
             if ADAPTER not in layer.lora_A:
                 continue
-            base = layer.get_base_layer()
-            base.weight += layer.get_delta_weight(ADAPTER).to(base.weight.dtype)
-            layer.lora_B[ADAPTER].weight.zero_()
+            base, lora_b = layer.get_base_layer(), layer.lora_B[ADAPTER].weight
+            if isinstance(base.weight, DTensor):  # sharded (trainer=fsdp): the same sum, on whole tensors
+                delta = full_value(lora_b) @ full_value(layer.lora_A[ADAPTER].weight) * layer.scaling[ADAPTER]
+                assign(base.weight, full_value(base.weight) + delta.to(base.weight.dtype))
+            else:
+                base.weight += layer.get_delta_weight(ADAPTER).to(base.weight.dtype)
+            lora_b.zero_()
 
     @torch.no_grad()
     def replay_merges(self, merged_adapters: list[dict[str, torch.Tensor]]) -> None:

@@ -178,9 +178,7 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
     checkpoints = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="epoch-{epoch}",
                                   auto_insert_metric_name=False,
                                   save_last=True, save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True)
-    # FSDP writes sharded checkpoints through its own IO; every other strategy writes atomically.
-    plugins = [] if "FSDP" in str(cfg.trainer.get("strategy", "")) else [AtomicCheckpointIO()]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints], plugins=plugins)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints], plugins=[AtomicCheckpointIO()])
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
