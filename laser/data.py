@@ -120,5 +120,6 @@ class PromptDataModule(L.LightningDataModule):
         examples = self.test_subset()
         if not examples:
             raise LaserConfigError(f"task '{self.task.name}' has no test examples")
-        return DataLoader(examples, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_list,
+        rank, world = _rank_and_world()  # several processes: each evaluates every world-th example
+        return DataLoader(examples[rank::world], batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_list,
                           generator=torch.Generator().manual_seed(self.seed))

@@ -35,7 +35,7 @@ from laser.errors import LaserConfigError
 from laser.losses import dpo_loss, nll_loss
 from laser.pairs import build_preference_pairs
 from laser.policy import Policy
-from laser.ranks import any_rank, from_every_rank, own_entry, shared_decision, summed_counts
+from laser.ranks import any_rank, from_every_rank, interleaved, own_entry, shared_decision, summed_counts
 from laser.records import IterationTracker, append_jsonl, rewind_selections, write_json_atomically
 from laser.rewards.faults import RewardModelError
 from laser.rewards.pool import RewardModelPool
@@ -298,6 +298,9 @@ class LaserModule(L.LightningModule):
         self._eval_examples += batch
 
     def on_validation_epoch_end(self) -> None:
+        # several processes: each rank answered its share of the test set; every rank scores all of it
+        self._eval_responses = interleaved(self.trainer, self._eval_responses)
+        self._eval_examples = interleaved(self.trainer, self._eval_examples)
         self.last_eval = self.task.evaluate(self._eval_responses, self._eval_examples)
         writer = getattr(self.task, "write_alpaca_eval_outputs", None)
         if writer and self.output_dir is not None and self.trainer.is_global_zero:  # for the official judge

@@ -68,3 +68,17 @@ def own_entry(per_rank: list[dict[str, Any]] | None, rank: int, world_size: int)
     if not per_rank or len(per_rank) != world_size:
         return None
     return per_rank[rank]
+
+
+def interleave(shares: list[list[Any]]) -> list[Any]:
+    """Undo `items[rank::world]`: share r holds items r, r + world, r + 2 * world, ..."""
+    whole: list[Any] = []
+    for position in range(max((len(share) for share in shares), default=0)):
+        whole += [share[position] for share in shares if position < len(share)]
+    return whole
+
+
+def interleaved(trainer, local: list[Any]) -> list[Any]:
+    """Every rank's share of a list split as `items[rank::world]` (the evaluation split), back in the
+    original order on every rank."""
+    return interleave([share["items"] for share in from_every_rank(trainer, {"items": local})])

@@ -1,5 +1,6 @@
 """Several processes on the CPU (gloo): trainer=fsdp (FSDP2, laser/sharding.py) against trainer=ddp,
-and resuming either from a checkpoint. Each run is 2 processes x 2 iterations x 3 steps."""
+and resuming either from a checkpoint. Each run is 2 processes x 2 iterations x 3 steps; each rank
+evaluates half of the 20 test examples."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from laser.ranks import interleave
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["trainer.accelerator=cpu", "trainer.devices=2", "laser.iterations=2", "data.steps_per_iteration=3",
@@ -45,6 +48,13 @@ def run_in(tmp_path_factory, name: str, trainer: str, stop_after: int | None = N
     return folder
 
 
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_interleave_undoes_the_evaluation_split(world):
+    for count in range(10):
+        items = list(range(count))
+        assert interleave([items[rank::world] for rank in range(world)]) == items
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory) -> Path:
     return run_in(tmp_path_factory, "ddp", "ddp")
@@ -59,6 +69,17 @@ def test_fsdp_shards_the_policy_and_matches_ddp_exactly(tmp_path_factory, ddp_ru
     decisions, evaluations, rm_calls = outcome(fsdp_run)
     assert len(decisions) == 6
     assert (decisions, evaluations, rm_calls) == outcome(ddp_run)
+
+
+def test_sharded_evaluation_scores_the_whole_test_set(tmp_path_factory, ddp_run):
+    """Each of the 2 ranks answers half of the test set; the gathered answers score exactly as one
+    process answering all of them (iteration 0: the same untrained-by-LASeR policy in both)."""
+    folder = tmp_path_factory.mktemp("single") / "run"
+    launch(["trainer.accelerator=cpu", "laser.iterations=1", "data.steps_per_iteration=1", "data.eval_limit=20",
+            "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}"], tmp_path_factory.getbasetemp() / "cache")
+    single, sharded = (json.loads((f / "iterations.json").read_text())[0] for f in (folder, ddp_run))
+    before = {k: v for k, v in single.items() if k.startswith("test/")}
+    assert len(before) >= 3 and before == {k: v for k, v in sharded.items() if k.startswith("test/")}
 
 
 @pytest.mark.slow
