@@ -95,7 +95,10 @@ class LaserModule(L.LightningModule):
         self._eval_responses: list[str] = []
         self._eval_examples: list[Example] = []
         self._pending_rng: dict[str, Any] | None = None
-        self.last_rm_calls: dict[str, int] = rm_pool.call_counts()  # summed over ranks
+        # counters summed over ranks, refreshed at the end of each iteration (see `global_counts`)
+        self.last_rm_calls: dict[str, int] = rm_pool.call_counts()
+        self.last_rm_tokens: dict[str, int] = rm_pool.token_counts()
+        self.last_generated_tokens = 0  # whole run so far
         self._iteration_started = time.perf_counter()
         self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
         self._session_started = time.perf_counter()
@@ -312,7 +315,7 @@ class LaserModule(L.LightningModule):
         self._eval_responses, self._eval_examples = [], []
         self.log_dict(self.last_eval, on_epoch=True, batch_size=1)
         if self.trainer.state.fn == "validate":  # the evaluation before training: iteration 0
-            self._close_iteration(0)
+            self._close_iteration(0, self.global_counts())
 
     def on_train_epoch_start(self) -> None:
         self._iteration_started = time.perf_counter()
@@ -323,22 +326,31 @@ class LaserModule(L.LightningModule):
             optimiser = self.optimizers().optimizer
             optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
         self.selector.on_iteration_end(self.current_epoch + 1)
+        iteration_tokens = self.global_counts()
         accounting = {f"time/{phase}": seconds for phase, seconds in self.tracker.phase_seconds.items()}
-        accounting["tokens/generated"] = float(self.tracker.generated_tokens)
-        accounting.update({f"rm_calls/{name}": float(c) for name, c in self.rm_calls().items()})
-        accounting.update({f"rm_tokens/{name}": float(c) for name, c in self.rm_pool.token_counts().items()})
+        accounting["tokens/generated"] = float(iteration_tokens)
+        accounting.update({f"rm_calls/{name}": float(c) for name, c in self.last_rm_calls.items()})
+        accounting.update({f"rm_tokens/{name}": float(c) for name, c in self.last_rm_tokens.items()})
         self.log_dict(accounting, on_epoch=True, on_step=False, batch_size=1)
-        self._close_iteration(self.current_epoch + 1)
+        self._close_iteration(self.current_epoch + 1, iteration_tokens)
         if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:
             self.trainer.should_stop = True  # the checkpoint of this iteration is still written
 
-    def rm_calls(self) -> dict[str, int]:
-        """Responses scored per RM so far, summed over ranks (a collective: call it on every rank)."""
-        self.last_rm_calls = summed_counts(self.trainer, self.rm_pool.call_counts())
-        return self.last_rm_calls
+    def global_counts(self) -> int:
+        """Refresh the RM calls, RM tokens and generated tokens summed over ranks (a collective: call
+        it on every rank); returns this iteration's generated tokens."""
+        names = self.rm_pool.names
+        counts = summed_counts(self.trainer, {
+            **{f"calls/{n}": c for n, c in self.rm_pool.call_counts().items()},
+            **{f"tokens/{n}": c for n, c in self.rm_pool.token_counts().items()},
+            "generated/iteration": self.tracker.generated_tokens, "generated/total": self.tracker.total_generated_tokens})
+        self.last_rm_calls = {n: counts[f"calls/{n}"] for n in names}
+        self.last_rm_tokens = {n: counts[f"tokens/{n}"] for n in names}
+        self.last_generated_tokens = counts["generated/total"]
+        return counts["generated/iteration"]
 
-    def _close_iteration(self, iteration: int) -> None:
-        record = self.tracker.close(iteration, self.last_eval, self.rm_calls(),
+    def _close_iteration(self, iteration: int, generated_tokens: int) -> None:
+        record = self.tracker.close(iteration, self.last_eval, self.last_rm_calls, generated_tokens,
                                     time.perf_counter() - self._iteration_started, self.rm_pool.names)
         log.info("iteration %d: %s", iteration, {k: v for k, v in record.items() if k.startswith("test/")})
         self._iteration_started = time.perf_counter()

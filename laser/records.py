@@ -98,16 +98,17 @@ class IterationTracker:
     def on_loss(self, loss: float) -> None:
         self.losses.append(loss)
 
-    def close(self, iteration: int, metrics: dict[str, float], rm_calls: dict[str, int],
+    def close(self, iteration: int, metrics: dict[str, float], rm_calls: dict[str, int], generated_tokens: int,
               wall_seconds: float, all_names: list[str]) -> dict[str, Any]:
-        """Record iteration `iteration` (0 = the evaluation before any training)."""
+        """Record iteration `iteration` (0 = the evaluation before any training). RM calls and generated
+        tokens come from the caller, summed over ranks; phase times are this process's."""
         record = {
             "iteration": iteration,
             **metrics,
             "train/loss": (sum(self.losses) / len(self.losses)) if self.losses else math.nan,
             "rm_selection_counts": {name: self.iteration_counts.get(name, 0) for name in all_names},
             "rm_calls": dict(rm_calls),
-            "generated_tokens": self.generated_tokens,
+            "generated_tokens": generated_tokens,
             "phase_seconds": dict(self.phase_seconds),
             "wall_seconds": wall_seconds,
         }
@@ -139,7 +140,7 @@ class IterationTracker:
 def results_payload(seed: int, wall_seconds: float, config: dict, tracker: IterationTracker,
                     all_names: list[str], rm_calls: dict[str, int], complete: bool, method: str = "",
                     task: str = "", primary_metric: str = "test/accuracy", skipped_rows: int = 0,
-                    rm_tokens: dict[str, int] | None = None) -> dict[str, Any]:
+                    rm_tokens: dict[str, int] | None = None, generated_tokens: int | None = None) -> dict[str, Any]:
     """The `results.json` contract (see README): final metrics are the last iteration's."""
     last = tracker.records[-1] if tracker.records else {}
     final = {k: v for k, v in last.items() if k.startswith("test/")}
@@ -157,7 +158,7 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "rm_selection_counts": {name: tracker.selection_counts.get(name, 0) for name in all_names},
         "rm_calls": dict(rm_calls),
         "rm_tokens": dict(rm_tokens or {}),
-        "generated_tokens": tracker.total_generated_tokens,
+        "generated_tokens": tracker.total_generated_tokens if generated_tokens is None else generated_tokens,
         "phase_seconds": dict(tracker.total_phase_seconds),
         "skipped_steps": dict(tracker.skipped),
         "faults": dict(tracker.faults),

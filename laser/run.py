@@ -214,7 +214,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         tracker=module.tracker, all_names=pool.names, rm_calls=module.last_rm_calls,
         complete=done >= cfg.laser.iterations, method=method_label(cfg, parts["selector"]),
         task=parts["task"].name, primary_metric=parts["task"].primary_metric,
-        skipped_rows=parts["task"].skipped_rows, rm_tokens=pool.token_counts(),
+        skipped_rows=parts["task"].skipped_rows, rm_tokens=module.last_rm_tokens,
+        generated_tokens=module.last_generated_tokens,
     )
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "results.json", payload)

@@ -89,3 +89,24 @@ def test_a_resumed_multi_process_run_ends_as_an_uninterrupted_one(tmp_path_facto
     (checkpointed per rank), so the decisions, losses and evaluations equal the uninterrupted run's."""
     resumed = run_in(tmp_path_factory, f"{trainer}-resumed", trainer, stop_after=1)
     assert outcome(resumed) == outcome(ddp_run)
+
+
+def test_counts_in_results_are_summed_over_ranks(make_config, tmp_path):
+    """RM calls, RM tokens and generated tokens are each rank's own; the module sums them over ranks
+    (one reduce) before they reach iterations.json, results.json and the logger. Checked with a
+    stand-in strategy whose reduce adds a second, identical rank."""
+    import types
+
+    import torch
+
+    from laser.run import build
+
+    module = build(make_config(), tmp_path)["module"]
+    module.tracker.on_step(7)
+    module.rm_pool._counters[module.rm_pool.names[0]].update(calls=5, tokens=11)
+    two_ranks = types.SimpleNamespace(reduce=lambda tensor, reduce_op: tensor * 2, root_device=torch.device("cpu"))
+    module._trainer = types.SimpleNamespace(world_size=2, strategy=two_ranks)
+    assert module.global_counts() == 14
+    first = module.rm_pool.names[0]
+    assert module.last_generated_tokens == 14
+    assert module.last_rm_calls[first] == 10 and module.last_rm_tokens[first] == 22
