@@ -11,6 +11,7 @@ import datetime
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ from laser.errors import LaserConfigError
 from laser.instantiate import instantiate
 
 log = logging.getLogger("laser")
+# Several processes: Lightning suggests sync_dist for every epoch-level metric. laser logs figures that
+# are already the same on every rank (evaluation on gathered answers, counts summed over ranks) or
+# deliberately per process (phase times), so the suggestion is noise here.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(", category=UserWarning)
 CONFIG_FILE = "config.yaml"  # the resolved config, saved in every run folder
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
