@@ -95,7 +95,7 @@ class LaserModule(L.LightningModule):
         self._eval_responses: list[str] = []
         self._eval_examples: list[Example] = []
         self._pending_rng: dict[str, Any] | None = None
-        # counters summed over ranks, refreshed at the end of each iteration (see `global_counts`)
+        # counters summed over ranks, refreshed at the end of each iteration (see `refresh_global_counts`)
         self.last_rm_calls: dict[str, int] = rm_pool.call_counts()
         self.last_rm_tokens: dict[str, int] = rm_pool.token_counts()
         self.last_generated_tokens = 0  # whole run so far
@@ -315,7 +315,7 @@ class LaserModule(L.LightningModule):
         self._eval_responses, self._eval_examples = [], []
         self.log_dict(self.last_eval, on_epoch=True, batch_size=1)
         if self.trainer.state.fn == "validate":  # the evaluation before training: iteration 0
-            self._close_iteration(0, self.global_counts())
+            self._close_iteration(0, self.refresh_global_counts())
 
     def on_train_epoch_start(self) -> None:
         self._iteration_started = time.perf_counter()
@@ -326,7 +326,7 @@ class LaserModule(L.LightningModule):
             optimiser = self.optimizers().optimizer
             optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
         self.selector.on_iteration_end(self.current_epoch + 1)
-        iteration_tokens = self.global_counts()
+        iteration_tokens = self.refresh_global_counts()
         accounting = {f"time/{phase}": seconds for phase, seconds in self.tracker.phase_seconds.items()}
         accounting["tokens/generated"] = float(iteration_tokens)
         accounting.update({f"rm_calls/{name}": float(c) for name, c in self.last_rm_calls.items()})
@@ -336,7 +336,7 @@ class LaserModule(L.LightningModule):
         if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:
             self.trainer.should_stop = True  # the checkpoint of this iteration is still written
 
-    def global_counts(self) -> int:
+    def refresh_global_counts(self) -> int:
         """Refresh the RM calls, RM tokens and generated tokens summed over ranks (a collective: call
         it on every rank); returns this iteration's generated tokens."""
         names = self.rm_pool.names

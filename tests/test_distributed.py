@@ -106,7 +106,7 @@ def test_counts_in_results_are_summed_over_ranks(make_config, tmp_path):
     module.rm_pool._counters[module.rm_pool.names[0]].update(calls=5, tokens=11)
     two_ranks = types.SimpleNamespace(reduce=lambda tensor, reduce_op: tensor * 2, root_device=torch.device("cpu"))
     module._trainer = types.SimpleNamespace(world_size=2, strategy=two_ranks)
-    assert module.global_counts() == 14
+    assert module.refresh_global_counts() == 14
     first = module.rm_pool.names[0]
     assert module.last_generated_tokens == 14
     assert module.last_rm_calls[first] == 10 and module.last_rm_tokens[first] == 22
