@@ -9,6 +9,7 @@ weights and zeroes it, so the current policy becomes the next iteration's refere
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +101,7 @@ class Policy(torch.nn.Module):
         if activation_checkpointing:  # keep one tensor per layer; recompute the rest in backward
             enable_activation_checkpointing(base)
         self.model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora))
+        self.keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -201,12 +203,15 @@ class Policy(torch.nn.Module):
         batch = self._batch(prompt_ids, response_ids)
         width = batch["input_ids"].shape[1]
         keep = width - min(len(p) for p in prompt_ids) + 1  # positions min_prompt-1 .. width-1
-        inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+        inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        if self.keeps_logits:  # else (an architecture without it) every position's logits, cut below
+            inputs["logits_to_keep"] = keep
         if reference:
             with torch.no_grad(), self.model.disable_adapter():
                 logits = self.model(**inputs).logits
         else:
             logits = self.model(**inputs).logits
+        logits = logits[:, -keep:]
         tail = slice(width - keep, width)
         return sequence_logps(logits, batch["input_ids"][:, tail], batch["response_mask"][:, tail])
 

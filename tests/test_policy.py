@@ -161,6 +161,16 @@ def test_response_logps_with_an_empty_response_and_the_longest_prompt(policy, ba
     assert got[2].item() == 0.0
 
 
+def test_response_logps_without_logits_to_keep_are_the_same(policy, batch):
+    """An architecture whose forward has no `logits_to_keep` gets every position's logits, cut after."""
+    _, prompt_ids, response_ids = batch
+    perturb_lora(policy)
+    assert policy.keeps_logits  # Llama's forward takes it
+    kept = policy.response_logps(prompt_ids, response_ids).detach()
+    policy.keeps_logits = False
+    assert torch.allclose(policy.response_logps(prompt_ids, response_ids).detach(), kept, atol=1e-5)
+
+
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(model_path, batch):
     """Checkpointing recomputes activations in backward: same numbers, less memory."""
     _, prompt_ids, response_ids = batch
