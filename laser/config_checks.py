@@ -86,6 +86,10 @@ def check_config(cfg: DictConfig) -> None:
     high = OmegaConf.select(cfg, "reward_normaliser.high_quantile", default=1.0)
     if low >= high:
         raise LaserConfigError(f"config reward_normaliser.low_quantile={low} must be below high_quantile={high}")
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy._target_", default="") or "")
+    if strategy.endswith("LaserFSDPStrategy") and OmegaConf.select(cfg, "policy.generation_backend") == "vllm":
+        raise LaserConfigError("config trainer=fsdp with policy.generation_backend=vllm: vLLM needs the whole "
+                               "adapter on each rank; use trainer=ddp with vllm, or generation_backend=hf with fsdp")
     models = OmegaConf.select(cfg, "rm_pool.models", default=None)
     if models is not None and not [name for name, rm in models.items() if rm is not None]:
         raise LaserConfigError("config rm_pool.models is empty: the pool needs at least one RM (K >= 1)")

@@ -36,3 +36,9 @@ def test_an_empty_pool_is_refused(make_config, tmp_path):
     overrides = ["rm_pool.models.arith_judge=null", "rm_pool.models.compare_judge=null", "rm_pool.models.noise=null"]
     with pytest.raises(LaserConfigError, match="K >= 1"):
         run(make_config(overrides), tmp_path / "run")
+
+
+def test_fsdp_with_the_vllm_backend_is_refused_in_one_line(make_config, tmp_path):
+    with pytest.raises(LaserConfigError, match="trainer=fsdp with policy.generation_backend=vllm") as error:
+        run(make_config(["trainer=fsdp", "policy.generation_backend=vllm"]), tmp_path / "run")
+    assert "\n" not in str(error.value)
