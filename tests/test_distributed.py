@@ -37,10 +37,10 @@ def outcome(folder: Path) -> tuple[list, list, dict]:
     return [(s["arm"], s["reward_raw"]) for s in selections], evaluations, results["rm_calls"]
 
 
-def run_in(tmp_path_factory, name: str, trainer: str, stop_after: int | None = None) -> Path:
+def run_in(tmp_path_factory, name: str, trainer: str, stop_after: int | None = None, extra: list[str] = ()) -> Path:
     folder = tmp_path_factory.mktemp(name) / "run"
     cache = tmp_path_factory.getbasetemp() / "cache"
-    launch([f"trainer={trainer}", *SMALL, f"hydra.run.dir={folder}"]
+    launch([f"trainer={trainer}", *SMALL, *extra, f"hydra.run.dir={folder}"]
            + ([f"stop_after_iteration={stop_after}"] if stop_after else []), cache)
     if stop_after:
         assert not json.loads((folder / "results.json").read_text())["complete"]
@@ -60,11 +60,12 @@ def ddp_run(tmp_path_factory) -> Path:
     return run_in(tmp_path_factory, "ddp", "ddp")
 
 
-def test_fsdp_shards_the_policy_and_matches_ddp_exactly(tmp_path_factory, ddp_run):
+@pytest.mark.parametrize("checkpointing", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_fsdp_shards_the_policy_and_matches_ddp_exactly(tmp_path_factory, ddp_run, checkpointing):
     """FSDP2 over 2 ranks: the decoder layers are sharded, and every decision, loss and evaluation
     equals the DDP run's (the same maths on the same data; the reference refresh after iteration 1
-    merges sharded weights)."""
-    fsdp_run = run_in(tmp_path_factory, "fsdp", "fsdp")
+    merges sharded weights), with or without activation checkpointing."""
+    fsdp_run = run_in(tmp_path_factory, "fsdp", "fsdp", extra=[f"policy.activation_checkpointing={checkpointing}"])
     assert "trainer=fsdp: 2 decoder layers sharded over 2 ranks" in (fsdp_run / "run.log").read_text()
     decisions, evaluations, rm_calls = outcome(fsdp_run)
     assert len(decisions) == 6
