@@ -7,6 +7,7 @@
 #   - RM scoring tokens/s (the same 8B trunk + a linear score head on the last token: the cost of an
 #     8B-shaped sequence classifier, 32 sequences x 512 tokens),
 #   - one LoRA DPO(+NLL) step (r16 q/v, reference = adapter disabled, 4 pairs x 512 tokens, AdamW),
+#     and its peak GPU memory against the same step with a deep-copied reference (memory.py's target),
 #   - laser's LinUCB select+update at d=4096, K=4 on this machine's CPU, as a share of that DPO step.
 #
 #   bash benchmarks/gpu_check.sh                   # needs a CUDA GPU with >= ~60 GB free
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "command: bash benchmarks/gpu_check.sh $*"
 exec python - "$@" <<'PY'
-import os, platform, statistics, sys, time, warnings
+import copy, os, platform, statistics, sys, time, warnings
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -126,12 +127,19 @@ mask = torch.zeros_like(seqs)
 mask[:, 256:] = 1
 
 
-def dpo_step():  # as LaserModule: the reference first, logits for the response positions only (+1)
+def logps_of(model):  # as Policy.response_logps: logits for the response positions only (+1)
+    return sequence_logps(model(input_ids=seqs, use_cache=False, logits_to_keep=257).logits, seqs[:, -257:],
+                          mask[:, -257:])
+
+
+def adapter_reference():  # laser's reference: the policy with its adapter disabled
     with torch.no_grad(), policy.disable_adapter():
-        ref = sequence_logps(policy(input_ids=seqs, use_cache=False, logits_to_keep=257).logits, seqs[:, -257:],
-                             mask[:, -257:])
-    logps = sequence_logps(policy(input_ids=seqs, use_cache=False, logits_to_keep=257).logits, seqs[:, -257:],
-                           mask[:, -257:])
+        return logps_of(policy)
+
+
+def dpo_step(reference=adapter_reference):  # as LaserModule: the reference first
+    ref = reference()
+    logps = logps_of(policy)
     out = dpo_loss(logps[:PAIRS], logps[PAIRS:], ref[:PAIRS], ref[PAIRS:], beta=0.1)
     loss = (out.losses + nll_loss(logps[:PAIRS], mask[:PAIRS].sum(1))).mean()
     optimiser.zero_grad()
@@ -140,10 +148,34 @@ def dpo_step():  # as LaserModule: the reference first, logits for the response 
     optimiser.step()
 
 
+if DEVICE == "cuda":
+    torch.cuda.reset_peak_memory_stats()
 t_dpo = timed(dpo_step)
+peak_adapter = gib()
 print(f"LoRA DPO step (activation checkpointing {'on' if CHECKPOINTING else 'off'}): "
       f"{PAIRS} pairs x 512 tokens in {t_dpo:.2f} s ({2 * PAIRS * 512 / t_dpo:,.0f} tokens/s); "
-      f"peak {gib():.1f} GiB")
+      f"peak {peak_adapter:.1f} GiB")
+
+# ---- benchmarks/memory.py's target on the GPU: the same step with a deep-copied reference (TRL) ----
+copied = copy.deepcopy(policy).merge_and_unload().eval().requires_grad_(False)
+
+
+def copied_reference():
+    with torch.no_grad():
+        return logps_of(copied)
+
+
+if DEVICE == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+dpo_step(copied_reference)
+peak_copy = gib()
+del copied
+if DEVICE == "cuda":
+    ratio = peak_adapter / peak_copy
+    print(f"DPO-step peak GPU memory: adapter-disabled reference {peak_adapter:.1f} GiB / deep-copied reference "
+          f"{peak_copy:.1f} GiB = {ratio:.3f} (target <= 0.6: {'PASS' if ratio <= 0.6 else 'FAIL'})")
+else:
+    print("DPO-step peak GPU memory: n/a (no CUDA memory statistics on this device)")
 
 # ---- laser's LinUCB on this CPU at the 8B context size, against that step ----
 d = config.hidden_size
