@@ -9,8 +9,8 @@ and frees them again, so a rank holds 1/world_size of the layers plus one layer 
 Generation is the exception: `generate` runs one forward per new token, and ranks stop at different
 tokens, so per-layer gathers would deadlock. `gathered(model)` gathers every layer once before
 generate (or embedding, or evaluation) and frees them after: the full policy sits on each device for
-the duration of sampling, which is why FSDP here saves training memory (optimiser state, gradients,
-activations' weights) rather than sampling memory.
+the duration of sampling, which is why FSDP here saves training memory (weights between forwards,
+LoRA gradients, optimiser state) rather than sampling memory.
 
 Everything else that reads or writes weights (the reference refresh's merge, the adapter in a
 checkpoint) goes through `full_value` / `assign`, which are plain tensor operations when nothing is
@@ -26,6 +26,8 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from laser.errors import LaserConfigError
+
 
 def fsdp_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     from torch.distributed.fsdp import FSDPModule
@@ -39,7 +41,7 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     names = set(getattr(base, "_no_split_modules", None) or [])
     layers = [m for m in base.modules() if type(m).__name__ in names]
     if not layers:
-        raise TypeError(f"{type(base).__name__} names no decoder layer class (_no_split_modules={sorted(names)}); "
+        raise LaserConfigError(f"{type(base).__name__} names no decoder layer class (_no_split_modules={sorted(names)}); "
                         "trainer=fsdp cannot shard it: use trainer=ddp")
     return layers
 
