@@ -100,12 +100,13 @@ class GSM8K(SplitTask):
         """The prompt template with the question filled in."""
         return self.prompt_template.replace("{question}", example.question)
 
-    def extract_answer(self, response: str) -> str | None:
-        """The "#### N" answer; with extraction="flexible", else the last number in the response."""
-        answer = extract_strict_gsm8k(response)
-        if answer is None and self.extraction == "flexible":
-            answer = extract_last_number(response)
-        return answer
+    def extract_strict(self, response: str) -> str | None:
+        """The "#### N" answer."""
+        return extract_strict_gsm8k(response)
+
+    def extract_flexible(self, response: str) -> str | None:
+        """The last number in the response."""
+        return extract_last_number(response)
 
     def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
         """`test/accuracy` (with this task's extraction) plus `test/accuracy_strict` and

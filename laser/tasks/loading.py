@@ -229,3 +229,17 @@ class SplitTask(Task):
     def load_split(self, split: str) -> list[Example]:
         """Every example of `split` ("train" or "test"), before limits."""
         raise NotImplementedError
+
+    def extract_answer(self, response: str) -> str | None:
+        """The strict answer (the prompt's "final answer" format); with extraction="flexible", else
+        the flexible one (lm-evaluation-harness's strict-match / flexible-extract)."""
+        answer = self.extract_strict(response)
+        if answer is None and getattr(self, "extraction", "strict") == "flexible":
+            answer = self.extract_flexible(response)
+        return answer
+
+    def extract_strict(self, response: str) -> str | None:
+        raise NotImplementedError
+
+    def extract_flexible(self, response: str) -> str | None:
+        raise NotImplementedError

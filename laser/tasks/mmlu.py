@@ -190,13 +190,13 @@ class MMLU(SplitTask):
         template = self.prompt_template
         return "".join(template.replace("{question}", s.question) + s.target + "\n\n" for s in shots) + prompt
 
-    def extract_answer(self, response: str) -> str | None:
-        """The letter on the "Final answer:" line; with extraction="flexible", else the one in "The
-        answer is C", the last "(C)" or the last lone capital A-D."""
-        answer = extract_strict_choice(response, _LETTERS)
-        if answer is None and self.extraction == "flexible":
-            answer = extract_choice_letter(response, _LETTERS)
-        return answer
+    def extract_strict(self, response: str) -> str | None:
+        """The letter on the "Final answer:" line."""
+        return extract_strict_choice(response, _LETTERS)
+
+    def extract_flexible(self, response: str) -> str | None:
+        """The letter in "The answer is C", the last "(C)" or the last lone capital A-D."""
+        return extract_choice_letter(response, _LETTERS)
 
     def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
         """`test/accuracy` (micro, over questions), `test/accuracy/<subject>`, `test/accuracy_macro`

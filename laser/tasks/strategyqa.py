@@ -140,12 +140,13 @@ class StrategyQA(SplitTask):
         template = self.prompt_template
         return "".join(template.replace("{question}", s.question) + s.target + "\n\n" for s in shots) + prompt
 
-    def extract_answer(self, response: str) -> str | None:
-        """"yes"/"no" from the "Final answer:" line; with extraction="flexible", else the last yes/no word."""
-        answer = extract_strict_yes_no(response)
-        if answer is None and self.extraction == "flexible":
-            answer = extract_yes_no(response)
-        return answer
+    def extract_strict(self, response: str) -> str | None:
+        """"yes"/"no" from the "Final answer:" line."""
+        return extract_strict_yes_no(response)
+
+    def extract_flexible(self, response: str) -> str | None:
+        """The last yes/no word."""
+        return extract_yes_no(response)
 
     def evaluate(self, responses: list[str], examples: list[Example]) -> dict[str, float]:
         """`test/accuracy` (with this task's extraction) plus `test/accuracy_strict` and
