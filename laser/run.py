@@ -188,12 +188,12 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """One LASeR job; returns the results payload (also written to `results.json`)."""
+    check_config(cfg)  # every knob's type and range, before any work (and before the heavy imports)
     import lightning as L
     import torch
 
     from laser.records import results_payload, write_json_atomically
 
-    check_config(cfg)  # every knob's type and range, before any work
     cfg = prepare_output_dir(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
