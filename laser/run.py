@@ -18,9 +18,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from laser.config_checks import check_config
+from laser.config_checks import check_config, check_group_choices
 from laser.errors import LaserConfigError
 from laser.instantiate import instantiate
+from laser.preflight import check_models
 
 log = logging.getLogger("laser")
 # Several processes: Lightning suggests sync_dist for every epoch-level metric. laser logs figures that
@@ -54,9 +55,10 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
     if cfg.get("resume"):
         saved = Path(cfg.resume) / CONFIG_FILE
         if not saved.exists():
-            raise LaserConfigError(f"resume={cfg.resume}: expected a run folder with {CONFIG_FILE} and {CHECKPOINT}")
+            raise LaserConfigError(nothing_to_resume(Path(cfg.resume)))
         resumed = OmegaConf.load(saved)
         resumed.stop_after_iteration = cfg.get("stop_after_iteration")  # the only knob a resume may change
+        check_models(resumed)
         check_writable(output_dir)
         claim_output_dir(output_dir, resuming=True)
         for debris in [*output_dir.glob(".*.tmp-*"), *output_dir.glob("checkpoints/.*.tmp-*")]:
@@ -73,16 +75,31 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
         raise LaserConfigError(f"output folder {output_dir} already holds a run; refusing to overwrite it "
                                f"(continue it with resume={output_dir})")
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    check_models(resolved)  # every model the run needs exists, before the folder is claimed or anything loads
     check_writable(output_dir)
     claim_output_dir(output_dir, resuming=False)
     OmegaConf.save(resolved, output_dir / CONFIG_FILE)
     return resolved
 
 
+def nothing_to_resume(folder: Path) -> str:
+    """Why `resume=<folder>` cannot continue a run, and the command that starts it (again)."""
+    if not folder.is_dir():
+        return f"resume={folder}: no such folder; a run folder is outputs/runs/<time> (it holds {CONFIG_FILE})"
+    overrides_file = folder / ".hydra" / "overrides.yaml"
+    if not overrides_file.exists():
+        return f"resume={folder}: not a laser run folder (no {CONFIG_FILE}, no .hydra/overrides.yaml)"
+    overrides = [o for o in OmegaConf.load(overrides_file) if not str(o).startswith(("resume=", "hydra.run.dir="))]
+    command = " ".join(["python -m laser.run", *map(str, overrides), f"hydra.run.dir={folder}"])
+    return f"resume={folder}: the run stopped before it saved anything (no {CONFIG_FILE}, no checkpoint), so there " \
+           f"is nothing to continue; start it again with: {command}"
+
+
 def claim_output_dir(output_dir: Path, resuming: bool) -> None:
     """Take the folder's lock (`run.lock`, holding our PID), so two jobs pointed at one folder (two sweeps
     with the same sweep dir, say) never write into each other's run. A lock whose process is gone is
-    stale: a resume takes it over; a new run refuses the folder, which holds an unfinished run."""
+    stale: a resume takes it over; a new run refuses the folder if it holds an unfinished run (its config
+    was saved), and takes it over if the run died before saving anything."""
     import os
 
     if os.environ.get("LOCAL_RANK", "0") != "0":  # DDP ranks > 0 run inside rank 0's claim
@@ -95,7 +112,7 @@ def claim_output_dir(output_dir: Path, resuming: bool) -> None:
         if owner.isdigit() and _process_alive(int(owner)) and int(owner) != os.getpid():
             raise LaserConfigError(f"output folder {output_dir} is in use by another laser process (pid {owner}); "
                                    f"point this job elsewhere with hydra.run.dir / hydra.sweep.dir") from None
-        if not resuming:
+        if not resuming and (output_dir / CONFIG_FILE).exists():
             raise LaserConfigError(f"output folder {output_dir} holds an unfinished run; continue it with "
                                    f"resume={output_dir} or choose another folder") from None
         lock.write_text(str(os.getpid()))
@@ -266,5 +283,8 @@ def finish_wandb() -> None:
             wandb.finish()
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 if __name__ == "__main__":
+    check_group_choices(CONF_DIR)
     main()
