@@ -256,4 +256,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from laser.config_checks import check_group_choices
+    from laser.run import CONF_DIR
+
+    check_group_choices(CONF_DIR)
     main()

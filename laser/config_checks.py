@@ -2,12 +2,14 @@
 
 One rule per key: (dotted key, predicate, what is valid). The first broken rule becomes one line:
 `config laser.num_samples=1: must be an integer >= 2`. Choices of config groups (bandit=..., task=...)
-are checked by Hydra itself, which lists the valid options.
+are checked on the command line, before Hydra composes anything (`check_group_choices`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -105,3 +107,37 @@ def check_hyperparameters(num_samples: int, pairs_per_prompt: int, beta: float, 
     if beta <= 0 or lr <= 0 or nll_weight < 0:
         raise LaserConfigError(f"need laser.beta > 0, laser.lr > 0, laser.nll_weight >= 0; got beta={beta}, "
                                f"lr={lr}, nll_weight={nll_weight}")
+
+
+def unknown_group_choice(argv: list[str], conf_dir: Path) -> str | None:
+    """One line for the first command-line override that picks a config-group choice with no yaml file
+    in `conf_dir` (`bandit=nope`, `+experiment=nope`, a sweep `bandit=linucb,nope`), or None.
+
+    Hydra's own message for this is a dozen lines and exit code 1; laser's bad input is one line and
+    exit code 2. `hydra/...` groups (launchers and sweepers come from plugins too) are left to Hydra."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(get_args_parser().parse_args(argv).overrides)
+    except (Exception, SystemExit):  # malformed command line: Hydra reports it
+        return None
+    for override in overrides:
+        group = override.key_or_group
+        folder = conf_dir / group
+        if group.startswith("hydra") or override.is_delete() or not folder.is_dir():
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        choices = sorted(path.stem for path in folder.glob("*.yaml"))
+        for value in values:
+            if value is not None and str(value) not in choices:
+                return f"{group}={value}: no such choice in conf/{group}/; choose one of {', '.join(choices)}"
+    return None
+
+
+def check_group_choices(conf_dir: Path) -> None:
+    """Exit 2 with one line if the command line picks a config-group choice that does not exist."""
+    problem = unknown_group_choice(sys.argv[1:], conf_dir)
+    if problem:
+        print(f"laser: error: {problem}", file=sys.stderr)
+        sys.exit(2)

@@ -107,8 +107,27 @@ def test_a_finished_run_folder_is_never_overwritten(make_config, tmp_path):
 
 
 def test_resume_of_a_folder_without_checkpoint_is_refused(make_config, tmp_path):
-    with pytest.raises(LaserConfigError, match="expected a run folder"):
+    with pytest.raises(LaserConfigError, match="no such folder"):
         run(make_config([f"resume={tmp_path / 'nothing'}"]), tmp_path / "nothing")
+
+
+def test_resume_of_a_run_killed_before_it_saved_anything_gives_the_command_that_starts_it(make_config, tmp_path):
+    """Killed during start-up: Hydra wrote .hydra/overrides.yaml and the lock exists, but no config.yaml.
+    The resume says nothing was saved and prints the command; that command then runs in the same folder."""
+    import shlex
+
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "early"
+    (out / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(["laser.iterations=1", "seed=3"]), out / ".hydra" / "overrides.yaml")
+    (out / "run.lock").write_text("999999999")  # its process is gone
+    with pytest.raises(LaserConfigError, match="stopped before it saved anything") as caught:
+        run(make_config([f"resume={out}"]), out)
+    command = str(caught.value).split("start it again with: ")[1]
+    assert command == f"python -m laser.run laser.iterations=1 seed=3 hydra.run.dir={out}"
+    overrides = [word for word in shlex.split(command)[3:] if not word.startswith("hydra.")]
+    assert run(make_config(overrides, output_dir=out), out)["complete"]
 
 
 def test_gsm8k_experiment_runs_offline_on_the_real_files(make_config, tmp_path):

@@ -70,7 +70,11 @@ def test_two_jobs_never_share_a_run_folder(tmp_path):
         claim_output_dir(folder, resuming=False)
     with pytest.raises(LaserConfigError, match="in use by another laser process"):
         claim_output_dir(folder, resuming=True)
-    (folder / "run.lock").write_text("999999999")  # its owner is gone: an unfinished run
+    (folder / "run.lock").write_text("999999999")  # its owner is gone before saving anything: nothing to lose
+    claim_output_dir(folder, resuming=False)
+    assert (folder / "run.lock").read_text() == str(os.getpid())
+    (folder / "run.lock").write_text("999999999")
+    (folder / "config.yaml").write_text("seed: 0\n")  # ... after saving its config: an unfinished run
     with pytest.raises(LaserConfigError, match="holds an unfinished run"):
         claim_output_dir(folder, resuming=False)
     claim_output_dir(folder, resuming=True)  # a resume takes the stale lock over
