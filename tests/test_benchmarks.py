@@ -29,6 +29,7 @@ def test_gpu_check_without_a_gpu_exits_2_and_says_why():
     assert "generate:" not in result.stdout  # nothing measured
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpointing", ["0", "1"])
 def test_gpu_check_code_path_on_a_tiny_cpu_shape(checkpointing):
     result = run_gpu_check(GPU_CHECK_DEVICE="cpu", GPU_CHECK_SHAPE="tiny", GPU_CHECK_PAIRS="2",
