@@ -17,7 +17,9 @@ from laser.tasks.base import Example
 from laser.tasks.extraction import (
     extract_final_answer_line,
     extract_last_number,
+    extract_marked_line,
     extract_strict_gsm8k,
+    extract_strict_number,
     extract_yes_no,
     normalise_number,
 )
@@ -28,7 +30,8 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 GSM8K_DIR = SHARED_DATA / "gsm8k"
 
 # fmt: off
-EXTRACTORS = [normalise_number, extract_strict_gsm8k, extract_last_number, extract_final_answer_line, extract_yes_no]
+EXTRACTORS = [normalise_number, extract_strict_gsm8k, extract_last_number, extract_final_answer_line, extract_yes_no,
+              extract_strict_number, extract_marked_line, lambda t: extract_marked_line(t, "hash")]
 NUMBER_CASES = [
     ("1,234.00", "1234"), ("-3.50", "-3.5"), ("$18", "18"), ("18.", "18"), (" 42 ", "42"),
     ("0.250", "0.25"), (".5", "0.5"), ("007", "7"), ("-0.0", "0"), ("109,200,000", "109200000"),
