@@ -230,7 +230,8 @@ def results_payload(cfg: DictConfig, parts: dict[str, Any], tally: Tally, wall_s
         "data/skipped_rows": task.skipped_rows, "config": OmegaConf.to_container(cfg),
         "final": final,
         # As training runs write them, so laser.report's tables and plots read best-of-n sweeps too:
-        # iteration 0 = the first sample (the policy alone, the report's SFT row), 1 = best-of-n.
+        # iteration 0 = the first sample (the policy alone, no RM choice: the report's "before
+        # preference training (no warm start)" row, as nothing is trained here), 1 = best-of-n.
         "iterations": [{"iteration": 0, **f1_metrics(tally.rows, "first_f1")},
                        {"iteration": 1, **final, "rm_selection_counts": counts, "rm_calls": pool.call_counts(),
                         "generated_tokens": tally.generated_tokens, "wall_seconds": wall_seconds}],

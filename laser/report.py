@@ -7,9 +7,11 @@ Reads every job's `results.json` (searched recursively, so `<sweep>/<job>/result
 sweeps both work) and `selections.jsonl`. Jobs whose `results.json` says `complete: false` (stopped
 or killed runs) are skipped with a warning naming them. Writes:
 
-- `report.md`, `report.csv`, `report.json`: one row per method (`results.json`'s `method`) plus an
-  `SFT` row (each job's iteration-0 test accuracy: the warm-started policy before preference
-  training), one column group per task. Final test accuracy is averaged per seed first (jobs that
+- `report.md`, `report.csv`, `report.json`: one row per method (`results.json`'s `method`) plus a
+  "before preference training" row (each job's iteration-0 test accuracy), named for what the policy
+  was (`start_row`): "(SFT: 200 steps)" after a supervised warm start, "(no warm start)" without one,
+  e.g. the paper configs' base Llama-3-8B, which is not the paper's SFT policy. One column group per
+  task. Final test accuracy is averaged per seed first (jobs that
   share method, task and seed are one sample), then summarised over seeds: mean, sample std, and a
   95% Student-t confidence interval. Also per-category accuracy, RM calls and wall seconds per run.
 - the plots of `laser.plots` (selection shares, accuracy by iteration, pseudo-regret).
@@ -39,7 +41,7 @@ from laser.stats import Summary, summarise, t_quantile_975  # noqa: F401 (re-exp
 
 log = logging.getLogger("laser.report")
 
-SFT = "SFT"  # the row of iteration-0 accuracies (before preference training)
+BEFORE_TRAINING = "before preference training"  # the rows of iteration-0 accuracies (see start_row)
 NO_CATEGORY = "(none)"  # the category of a decision whose prompts carry none
 
 # ---- loading --------------------------------------------------------------------------------------
@@ -70,6 +72,15 @@ class Job:
             records = [r for r in self.results.get("iterations", []) if r.get("iteration") == iteration]
             value = records[0].get(key) if records else None
         return None if value is None or _is_nan(value) else float(value)
+
+    @property
+    def warm_start_steps(self) -> int | None:
+        """Supervised warm-start steps the policy had before preference training (`policy.warm_start`
+        of the saved config: none is 0); None when the results carry no policy config."""
+        policy = (self.results.get("config") or {}).get("policy")
+        if not isinstance(policy, dict):
+            return None
+        return int((policy.get("warm_start") or {}).get("steps", 0) or 0)
 
     def categories(self) -> list[str]:
         """Task categories with a final primary metric (`<metric>/<category>` keys)."""
@@ -135,6 +146,18 @@ def per_seed_means(jobs: Iterable[Job], value: Callable[[Job], float | None]) ->
 # ---- the table -------------------------------------------------------------------------------------
 
 
+def start_row(warm_start_steps: int | None) -> str:
+    """The name of an iteration-0 row, honest about the policy it measured: a supervised warm start
+    is "SFT", no warm start is not (the paper's SFT baseline is a fine-tuned policy; a base model
+    evaluated before preference training is something else), unknown says neither."""
+    if warm_start_steps is None:
+        return BEFORE_TRAINING
+    if warm_start_steps == 0:
+        return f"{BEFORE_TRAINING} (no warm start)"
+    return f"{BEFORE_TRAINING} (SFT: {warm_start_steps} steps)"
+
+
+
 def _cell(jobs: list[Job], iteration: int | None, categories: list[str], cost: bool) -> dict[str, Any]:
     """One (method, task) cell: accuracy over seeds, per-category accuracy, cost per run."""
     cell: dict[str, Any] = {
@@ -144,19 +167,24 @@ def _cell(jobs: list[Job], iteration: int | None, categories: list[str], cost: b
         "seeds": sorted({j.seed for j in jobs}),
         "runs": len(jobs),
     }
-    if cost:  # the SFT row trains nothing and calls no RM
+    if cost:  # the before-training rows train nothing and call no RM
         cell["rm_calls_per_run"] = statistics.fmean(sum(j.results.get("rm_calls", {}).values()) for j in jobs)
         cell["wall_seconds_per_run"] = statistics.fmean(float(j.results.get("wall_seconds", 0.0)) for j in jobs)
     return cell
 
 
 def build_table(jobs: list[Job]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{task: {row: cell}}: the SFT row (iteration 0 of every job) first, then methods by name."""
+    """{task: {row: cell}}: the before-preference-training rows (iteration 0 of every job, one row per
+    warm start in the sweep, so a base and a fine-tuned policy are never averaged) first, then methods
+    by name."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for task in sorted({j.task for j in jobs}):
         task_jobs = [j for j in jobs if j.task == task]
         categories = sorted({c for j in task_jobs for c in j.categories()})
-        table[task] = {SFT: _cell(task_jobs, 0, categories, cost=False)}
+        table[task] = {}
+        for steps in sorted({j.warm_start_steps for j in task_jobs}, key=lambda s: -1 if s is None else s):
+            start_jobs = [j for j in task_jobs if j.warm_start_steps == steps]
+            table[task][start_row(steps)] = _cell(start_jobs, 0, categories, cost=False)
         for method in sorted({j.method for j in task_jobs}):
             table[task][method] = _cell([j for j in task_jobs if j.method == method], None, categories, cost=True)
     return table
@@ -265,7 +293,9 @@ def _accuracy_section(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             for row in rows_order]
     lines = ["## Final test accuracy", "",
              "Mean ± std over seeds, [95% Student-t confidence interval], n = seeds. Jobs sharing method,",
-             "task and seed are averaged first. `SFT` is the same jobs before preference training (iteration 0).",
+             "task and seed are averaged first. `before preference training` is the same jobs at iteration 0:",
+             "`(SFT: N steps)` after N supervised warm-start steps on the task's training targets, `(no warm",
+             "start)` the policy as loaded (a base model is not the paper's SFT baseline).",
              ""] + _markdown_table(["method"] + tasks, rows)
     for task, cells in table.items():
         categories = list(next(iter(cells.values()))["categories"])

@@ -1,8 +1,12 @@
 """Supervised warm start ("SFT") of a policy on a task's training targets, cached on disk.
 
-LASeR starts from an SFT policy (the paper's SFT row). For the tiny locally built policy this is
-what makes it answer some, not all, questions right before preference training. The result is an
-ordinary model folder keyed by everything that shapes it, so the next run skips the work.
+The paper fine-tunes its policy on the task's training split before preference training (its SFT
+baseline); `policy.warm_start.steps > 0` does that here: full-weight AdamW steps on (prompt,
+`Example.target`) pairs, the loss on the target only. The report's iteration-0 row then reads
+"before preference training (SFT: N steps)"; with 0 steps it reads "(no warm start)". For the tiny
+locally built policy this is what makes it answer some, not all, questions right before preference
+training. The result is an ordinary model folder keyed by everything that shapes it, so the next run
+skips the work.
 """
 
 from __future__ import annotations

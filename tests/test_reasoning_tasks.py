@@ -93,12 +93,12 @@ def test_strategyqa_local_counts_golds_and_targets(strategyqa_dir: Path) -> None
     raw = json.loads((strategyqa_dir / "dev.json").read_text(encoding="utf-8"))
     for example, row in zip(test, raw, strict=True):
         assert example.answer == ("yes" if row["answer"] else "no") and example.meta["qid"] == row["qid"]
-        assert example.target.endswith(f"Final answer: {example.answer}.")
+        assert example.target.endswith(f"\nFinal answer: {example.answer}")
         assert row["facts"][0].strip() in example.target
         assert task.is_correct(example.target, example)
     assert {e.answer for e in train} == {"yes", "no"}
     prompt = task.format_prompt(test[0])
-    assert prompt.startswith(f"Question: {test[0].question}\n") and prompt.endswith("'Final answer: no'.\n")
+    assert prompt.startswith("Your task is") and prompt.endswith(f"Question: {test[0].question}\nSolution: ")
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_strategyqa_malformed_row_skipped_and_missing_dir(tmp_path: Path) -> Non
     (tmp_path / "dev.json").write_text(json.dumps(rows[:1]), encoding="utf-8")
     task = StrategyQA(data_dir=str(tmp_path))
     with pytest.warns(UserWarning, match=r"train\.json.*row 2"):
-        assert [e.target for e in task.train_examples()] == ["Ice is frozen water. Final answer: yes."]
+        assert [e.target for e in task.train_examples()] == ["Ice is frozen water.\nFinal answer: yes"]
     assert task.skipped_rows == 1
     with pytest.raises(LaserConfigError, match="nowhere.*train.json"):
         StrategyQA(data_dir=str(tmp_path / "nowhere")).test_examples()
@@ -162,7 +162,7 @@ def test_strategyqa_hub_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     train, test = task.train_examples(), task.test_examples()
     assert (len(train), len(test)) == (40, 10) and not {e.uid for e in train} & {e.uid for e in test}
     assert [e.uid for e in test] == [e.uid for e in StrategyQA(hub_id="x", seed=3).test_examples()]
-    assert test[0].target.startswith("One fact. Final answer:")
+    assert test[0].target.startswith("One fact.\nFinal answer:")
 
 
 # ----- MMLU --------------------------------------------------------------------------------------
@@ -237,7 +237,8 @@ def test_mmlu_fewshot_uses_dev_rows_of_the_same_subject(mmlu_dir: Path) -> None:
     with (mmlu_dir / "dev" / "anatomy_dev.csv").open(encoding="utf-8", newline="") as handle:
         first_dev = next(csv.DictReader(handle))
     prompt = task.format_prompt(example)
-    assert prompt.startswith(f"Question: {first_dev['question']}\nA. ") and prompt.count("Question: ") == 3
+    assert prompt.startswith("Your task is") and prompt.count("Question: ") == 3
+    assert f"Question: {first_dev['question']}\nA. " in prompt.split("\n\n")[0]  # the first shot
     assert prompt.endswith(MMLU().format_prompt(example))
 
 
@@ -275,14 +276,16 @@ def test_mmlu_hub_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     task = MMLU(num_fewshot=1)
     examples = task.train_examples() + task.test_examples()
     assert calls == [("cais/mmlu", "all")] and len(examples) == 8 and task.categories == ("law",)
-    assert task.format_prompt(examples[0]).startswith("Question: Q0\nA. w\n")
+    assert "Question: Q0\nA. w\nB. x\nC. y\nD. z\nSolution: " in task.format_prompt(examples[0])
 
 
 def test_config_errors_are_one_liners() -> None:
-    for bad in ({"num_fewshot": 6}, {"train_fraction": 1.0}, {"subjects": []}, {"extraction": "loose"}):
+    for bad in ({"num_fewshot": 6}, {"train_fraction": 1.0}, {"subjects": []}, {"extraction": "loose"},
+                {"answer_format": "plain"}):
         with pytest.raises(LaserConfigError, match=next(iter(bad))):
             MMLU(**bad)
-    for bad in ({"test_fraction": 0}, {"num_fewshot": -1}, {"train_limit": 0}, {"prompt_template": "Q"}):
+    for bad in ({"test_fraction": 0}, {"num_fewshot": -1}, {"train_limit": 0},
+                {"prompt_templates": {"hash": "Q: {question}"}}):
         with pytest.raises(LaserConfigError, match=next(iter(bad))):
             StrategyQA(**bad)
 
@@ -290,4 +293,5 @@ def test_config_errors_are_one_liners() -> None:
 def test_task_yamls_instantiate_with_the_default_prompts() -> None:
     for cls in (StrategyQA, MMLU):
         task = instantiate(OmegaConf.load(CONF_TASK / f"{cls.name}.yaml"))
-        assert isinstance(task, cls) and task.data_dir is None and task.prompt_template == cls.prompt_template
+        yaml_templates = dict(OmegaConf.load(CONF_TASK / f"{cls.name}.yaml").prompt_templates)
+        assert isinstance(task, cls) and task.data_dir is None and yaml_templates == cls.prompt_templates

@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 from conftest import TINY_OVERRIDES, compose_config
 from matplotlib.image import imread
+from omegaconf import OmegaConf
 
 from laser.report import (
-    SFT,
+    BEFORE_TRAINING,
+    Job,
     build_table,
     gold_arm_means,
     load_sweep,
     pseudo_regret,
+    start_row,
     summarise,
     t_quantile_975,
     write_report,
@@ -30,6 +33,7 @@ from laser.report import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLOTS = ["selection_share.png", "selection_share_by_category.png", "accuracy_by_iteration.png", "regret.png"]
 T2 = 4.303  # t(0.975) with 2 degrees of freedom: the 95% interval of 3 seeds
+BASE = "before preference training (no warm start)"  # the hand sweep's policy had no warm start
 
 # Test accuracy per iteration (0 = before training) of each (method, seed): the final one is the last.
 ACCURACIES = {
@@ -45,14 +49,15 @@ def decision(step: int, arm: str | list[str], category: str, gold: float | None)
 
 
 def write_job(folder: Path, method: str, seed: int, accuracies: list[float], complete: bool = True,
-              wall_seconds: float = 1.0) -> None:
+              wall_seconds: float = 1.0, warm_start_steps: int = 0) -> None:
     """A results.json and selections.jsonl as a finished (or stopped) job writes them."""
     folder.mkdir(parents=True)
     iterations = [{"iteration": i, "test/accuracy": a, "test/accuracy/addition": a / 2,
                    "rm_calls": {"a": 10 * i, "b": 20 * i}} for i, a in enumerate(accuracies)]
     results = {"seed": seed, "wall_seconds": wall_seconds, "complete": complete, "method": method,
-               "task": "arithmetic", "config": {}, "final": {k: v for k, v in iterations[-1].items() if k.startswith("test/")},
-               "iterations": iterations, "rm_selection_counts": {"a": 2, "b": 2}, "rm_calls": {"a": 20, "b": 40}}
+               "task": "arithmetic", "final": {k: v for k, v in iterations[-1].items() if k.startswith("test/")},
+               "iterations": iterations, "rm_selection_counts": {"a": 2, "b": 2}, "rm_calls": {"a": 20, "b": 40},
+               "config": {"policy": {"warm_start": {"steps": warm_start_steps}}}}
     (folder / "results.json").write_text(json.dumps(results))
     lines = [decision(0, "a", "addition", 1.0), decision(1, "b", "addition", 0.5),
              decision(2, "a", "comparison", 0.0), decision(3, "b", "comparison", 1.0)]
@@ -86,7 +91,7 @@ def test_table_means_stds_and_intervals_match_hand_computation(hand_sweep, caplo
     assert len(jobs) == 6 and skipped == [hand_sweep / "6"]
     assert str(hand_sweep / "6") in caplog.text and "incomplete" in caplog.text
     cells = build_table(jobs)["arithmetic"]
-    assert list(cells) == [SFT, "linucb", "random"]
+    assert list(cells) == [BASE, "linucb", "random"]
     linucb = cells["linucb"]["accuracy"]  # 0.5, 0.6, 0.7
     assert (linucb.mean, linucb.std, linucb.n) == (pytest.approx(0.6), pytest.approx(0.1), 3)
     half = T2 * 0.1 / math.sqrt(3)
@@ -94,12 +99,33 @@ def test_table_means_stds_and_intervals_match_hand_computation(hand_sweep, caplo
     rand = cells["random"]["accuracy"]  # 0.4, 0.4, 0.7
     assert rand.mean == pytest.approx(0.5) and rand.std == pytest.approx(math.sqrt(0.03))
     assert rand.ci_high - rand.mean == pytest.approx(T2 * math.sqrt(0.03) / math.sqrt(3))
-    # SFT: iteration 0, averaged per seed over both methods first: 0.4, 0.4, 0.5.
-    sft = cells[SFT]["accuracy"]
+    # Before preference training: iteration 0, averaged per seed over both methods first: 0.4, 0.4, 0.5.
+    sft = cells[BASE]["accuracy"]
     assert (sft.mean, sft.std, sft.n) == (pytest.approx(1.3 / 3), pytest.approx(math.sqrt(0.01 / 3)), 3)
     assert cells["linucb"]["categories"]["addition"].mean == pytest.approx(0.3)
     assert cells["linucb"]["rm_calls_per_run"] == 60 and cells["linucb"]["wall_seconds_per_run"] == 2.0
-    assert "rm_calls_per_run" not in cells[SFT]
+    assert "rm_calls_per_run" not in cells[BASE]
+
+
+def test_the_before_training_row_says_whether_a_warm_start_ran(tmp_path):
+    assert start_row(0) == BASE and start_row(None) == BEFORE_TRAINING
+    assert start_row(200) == "before preference training (SFT: 200 steps)"
+    sweep = tmp_path / "sweep"  # a base policy and a warm-started one: two rows, never one average
+    write_job(sweep / "0", "linucb", 0, [0.2, 0.3])
+    write_job(sweep / "1", "linucb", 1, [0.6, 0.7], warm_start_steps=200)
+    cells = build_table(load_sweep(sweep)[0])["arithmetic"]
+    assert list(cells) == [BASE, start_row(200), "linucb"]
+    assert cells[BASE]["accuracy"].mean == 0.2 and cells[start_row(200)]["accuracy"].mean == 0.6
+    (sweep / "0" / "results.json").write_text((sweep / "0" / "results.json").read_text().replace(
+        '"config": {"policy": {"warm_start": {"steps": 0}}}', '"config": {}'))  # older results: unknown
+    assert BEFORE_TRAINING in build_table(load_sweep(sweep)[0])["arithmetic"]
+
+
+def test_the_paper_configs_row_is_not_called_sft(make_config, tmp_path):
+    """`+experiment=reasoning_table` starts from the base Llama-3-8B (no warm start): its row must say so."""
+    cfg = make_config(["+experiment=reasoning_table"], tiny=False)
+    job = Job(tmp_path, "linucb", "gsm8k", 0, {"config": OmegaConf.to_container(cfg)}, [])
+    assert job.warm_start_steps == 0 and start_row(job.warm_start_steps) == BASE
 
 
 def test_report_files_carry_the_same_numbers(hand_sweep, tmp_path):
@@ -107,12 +133,12 @@ def test_report_files_carry_the_same_numbers(hand_sweep, tmp_path):
     assert [f.name for f in files] == ["report.md", "report.csv", "report.json", *PLOTS]
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| linucb | 0.600 ± 0.100 [0.352, 0.848] (n=3) |" in markdown
-    assert "| SFT | 0.433 ± 0.058 [0.290, 0.577] (n=3) |" in markdown
+    assert f"| {BASE} | 0.433 ± 0.058 [0.290, 0.577] (n=3) |" in markdown
     assert "pseudo-regret estimated from the sweep's own decisions" in markdown
     assert str(hand_sweep / "6") in markdown  # the skipped job is named
     rows = {row["method"]: row for row in csv.DictReader((tmp_path / "out" / "report.csv").open())}
     assert float(rows["random"]["arithmetic/accuracy_std"]) == pytest.approx(math.sqrt(0.03))
-    assert rows[SFT]["arithmetic/rm_calls_per_run"] == ""
+    assert rows[BASE]["arithmetic/rm_calls_per_run"] == ""
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["table"]["arithmetic"]["linucb"]["accuracy"]["ci_high"] == pytest.approx(0.6 + T2 * 0.1 / math.sqrt(3))
     assert report["skipped"] == [str(hand_sweep / "6")]
@@ -167,7 +193,9 @@ def test_cli_reports_a_real_sweep(real_sweep, tmp_path):
     assert {p.name for p in printed} == {"report.md", "report.csv", "report.json", *PLOTS}
     assert all(p.exists() and p.stat().st_size > 0 for p in printed)
     markdown = (out / "report.md").read_text()
-    assert "| linucb |" in markdown and "| random |" in markdown and "| SFT |" in markdown
+    assert "| linucb |" in markdown and "| random |" in markdown
+    assert "| before preference training (SFT: 200 steps) |" in markdown  # the tiny policy's default warm start
+    assert "| SFT |" not in markdown
 
 
 def test_notebook_runs_on_a_real_sweep(real_sweep, monkeypatch):

@@ -17,7 +17,9 @@ from laser.tasks.base import Example
 from laser.tasks.extraction import (
     extract_final_answer_line,
     extract_last_number,
+    extract_marked_line,
     extract_strict_gsm8k,
+    extract_strict_number,
     extract_yes_no,
     normalise_number,
 )
@@ -28,7 +30,8 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 GSM8K_DIR = SHARED_DATA / "gsm8k"
 
 # fmt: off
-EXTRACTORS = [normalise_number, extract_strict_gsm8k, extract_last_number, extract_final_answer_line, extract_yes_no]
+EXTRACTORS = [normalise_number, extract_strict_gsm8k, extract_last_number, extract_final_answer_line, extract_yes_no,
+              extract_strict_number, extract_marked_line, lambda t: extract_marked_line(t, "hash")]
 NUMBER_CASES = [
     ("1,234.00", "1234"), ("-3.50", "-3.5"), ("$18", "18"), ("18.", "18"), (" 42 ", "42"),
     ("0.250", "0.25"), (".5", "0.5"), ("007", "7"), ("-0.0", "0"), ("109,200,000", "109200000"),
@@ -114,8 +117,8 @@ def test_extraction_never_raises_on_any_text(text: str) -> None:
 # ----- extraction and grading on real GSM8K rows --------------------------------------------------
 
 
-def test_strict_extraction_reads_real_gold_answers(gsm8k_rows: list[dict]) -> None:
-    task = GSM8K(extraction="strict")
+def test_hash_strict_extraction_reads_real_gold_answers(gsm8k_rows: list[dict]) -> None:
+    task = GSM8K(extraction="strict", answer_format="hash")  # the rows' own "#### N" format
     for row in gsm8k_rows:
         gold = normalise_number(row["answer"].split("#### ")[-1])
         assert gold is not None and gold.lstrip("-").replace(".", "").isdigit()
@@ -127,15 +130,18 @@ def test_strict_extraction_reads_real_gold_answers(gsm8k_rows: list[dict]) -> No
         assert not task.is_correct(corrupted, example)
 
 
-def test_flexible_falls_back_to_last_number_only_when_strict_fails(gsm8k_rows: list[dict]) -> None:
-    strict, flexible = GSM8K(extraction="strict"), GSM8K(extraction="flexible")
+@pytest.mark.parametrize(("answer_format", "marker"), [("final_answer", "Final answer:"), ("hash", "####")])
+def test_flexible_falls_back_to_last_number_only_when_strict_fails(gsm8k_rows: list[dict], answer_format: str,
+                                                                   marker: str) -> None:
+    strict = GSM8K(extraction="strict", answer_format=answer_format)
+    flexible = GSM8K(extraction="flexible", answer_format=answer_format)
     row = gsm8k_rows[0]
     gold = normalise_number(row["answer"].split("#### ")[-1])
     no_marker = row["answer"].rsplit("#### ", 1)[0].rstrip() + f" So the answer is {gold}."
     assert strict.extract_answer(no_marker) is None
     assert flexible.extract_answer(no_marker) == gold
     # With a marker present, flexible must not be distracted by a later number.
-    assert flexible.extract_answer(f"#### {gold}\nI used 3 steps.") == gold
+    assert flexible.extract_answer(f"{marker} {gold}\nI used 3 steps.") == gold
 
 
 # ----- GSM8K loading ------------------------------------------------------------------------------
@@ -148,10 +154,10 @@ def test_gsm8k_local_counts_and_targets(gsm8k_dir: Path) -> None:
     assert test[0].answer == "18" and test[0].question.startswith("Janet")
     assert len({e.uid for e in train + test}) == len(train) + len(test)
     for example in test:
-        assert "<<" not in example.target and example.target.endswith(f"#### {example.answer}")
+        assert "<<" not in example.target and example.target.endswith(f"\nFinal answer: {example.answer}")
         assert task.is_correct(example.target, example)
     prompt = task.format_prompt(test[0])
-    assert prompt.startswith("Question: Janet") and prompt.endswith("'#### <number>'.\n")
+    assert prompt.startswith("Your task is") and prompt.endswith(f"Question: {test[0].question}\nSolution: ")
 
 
 def test_gsm8k_limits_are_seeded_subsets(gsm8k_dir: Path) -> None:
@@ -176,7 +182,7 @@ def test_gsm8k_malformed_rows_are_skipped_with_one_warning(tmp_path: Path) -> No
         train = task.train_examples()
     assert len(record) == 1
     assert len(train) == 2 and task.skipped_rows == 1
-    assert train[0].target == "2 + 2 = 4\n#### 4"
+    assert train[0].target == "2 + 2 = 4\nFinal answer: 4"
 
 
 def test_gsm8k_missing_dir_or_file_names_the_path(tmp_path: Path) -> None:
@@ -212,7 +218,7 @@ def test_gsm8k_hub_rows_are_parsed_like_local_rows(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(datasets, "load_dataset", fake_hub)
     [example] = GSM8K(hub_config="main").test_examples()
     assert calls == [("openai/gsm8k", "main", "test")]
-    assert example.answer == "1080" and example.target.endswith("#### 1080")
+    assert example.answer == "1080" and example.target.endswith("Final answer: 1080")
 
 
 @pytest.mark.parametrize("bad", ["loose", "STRICT", ""])
@@ -224,15 +230,15 @@ def test_gsm8k_bad_extraction_names_value_and_choices(bad: str) -> None:
 def test_gsm8k_evaluate_reports_both_variants() -> None:
     task = GSM8K(extraction="strict")
     examples = [_example("18"), _example("5")]
-    metrics = task.evaluate(["#### 18", "so it is 5"], examples)
+    metrics = task.evaluate(["Final answer: 18", "so it is 5"], examples)
     assert metrics == {"test/accuracy": 0.5, "test/accuracy_strict": 0.5, "test/accuracy_flexible": 1.0}
 
 
 def test_gsm8k_prompt_template_override() -> None:
-    task = GSM8K(prompt_template="Q: {question} {not a placeholder}\nA:")
-    assert task.format_prompt(_example("1")) == "Q: What? {not a placeholder}\nA:"
-    with pytest.raises(LaserConfigError, match="question"):
-        GSM8K(prompt_template="no placeholder")
+    task = GSM8K(prompt_templates={"final_answer": "Q: {question} {not a placeholder}\nFinal answer:"})
+    assert task.format_prompt(_example("1")) == "Q: What? {not a placeholder}\nFinal answer:"
+    with pytest.raises(LaserConfigError, match=r"prompt_templates\.final_answer.*question"):
+        GSM8K(prompt_templates={"final_answer": "no placeholder, Final answer:"})
 
 
 # ----- Arithmetic ---------------------------------------------------------------------------------
@@ -314,7 +320,8 @@ def test_task_yamls_instantiate() -> None:
     assert isinstance(arithmetic, Arithmetic) and arithmetic.categories == ("addition", "comparison")
     gsm8k = instantiate(OmegaConf.load(REPO_ROOT / "conf" / "task" / "gsm8k.yaml"))
     assert isinstance(gsm8k, GSM8K) and gsm8k.data_dir is None
-    assert gsm8k.prompt_template == GSM8K.prompt_template  # the yaml shows the default, verbatim
+    assert dict(OmegaConf.load(REPO_ROOT / "conf" / "task" / "gsm8k.yaml").prompt_templates) == GSM8K.prompt_templates
+    assert gsm8k.answer_format == "final_answer"  # the yaml shows the defaults, verbatim
 
 
 def _example(answer: str) -> Example:

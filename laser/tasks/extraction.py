@@ -143,6 +143,12 @@ _LETTER = r"(?<![\w.'’])([{letters}])(?![\w'’]|\.\w)"
 _PAREN_LETTER = r"\(([{letters}])\)"
 
 
+# The answer line of each `task.answer_format` (see laser.tasks.answer_format): "Final answer: 72"
+# (the LASeR authors' prompt) or "#### 72" (GSM8K's own solutions).
+_HASH_RE = re.compile(r"####[ \t*]*(?P<rest>[^\n]*)")
+_MARKED_LINE_RES = {"final_answer": _STRICT_FINAL_RE, "hash": _HASH_RE}
+
+
 def extract_strict_final_answer(text: str) -> str | None:
     """What follows the last "Final answer:" (colon required) on its line, stripped; None if absent.
 
@@ -154,13 +160,43 @@ def extract_strict_final_answer(text: str) -> str | None:
     return _rest_of_last_match(_STRICT_FINAL_RE, text)
 
 
-def extract_strict_yes_no(text: str) -> str | None:
-    """The first yes/no (or true/false) word on the last "Final answer:" line; None without one.
+def extract_marked_line(text: str, answer_format: str = "final_answer") -> str | None:
+    """What follows the last answer marker of `answer_format` ("Final answer:" or "####") on its line,
+    stripped; None when the response has no such line (strict extraction then finds nothing).
+
+    >>> extract_marked_line("So 72.\\n#### 72", "hash"), extract_marked_line("#### 72") is None
+    ('72', True)
+    """
+    return _rest_of_last_match(_MARKED_LINE_RES[answer_format], text)
+
+
+def extract_strict_number(text: str, answer_format: str = "final_answer") -> str | None:
+    """GSM8K's strict answer: the first number on the last "Final answer:" line, or (answer_format
+    "hash") lm-evaluation-harness's strict-match on "#### N"; normalised, None without the marker.
+
+    The first number, not the last: the line should hold the answer itself, and "Final answer: 72
+    (48 + 24)" means 72; a line that starts with a calculation is the model not following the format.
+
+    >>> extract_strict_number("... so $1,080.\\nFinal answer: $1,080."), extract_strict_number("It is 7") is None
+    ('1080', True)
+    >>> extract_strict_number("#### 18", "hash"), extract_strict_number("Final answer: 18", "hash") is None
+    ('18', True)
+    """
+    if answer_format == "hash":
+        return extract_strict_gsm8k(text)
+    line = extract_marked_line(text, answer_format)
+    match = _NUMBER_RE.search(line) if line is not None else None
+    return normalise_number(match.group(0)) if match is not None else None
+
+
+def extract_strict_yes_no(text: str, answer_format: str = "final_answer") -> str | None:
+    """The first yes/no (or true/false) word on the last "Final answer:" (or "####") line; None
+    without one.
 
     >>> extract_strict_yes_no("Facts... Final answer: No."), extract_strict_yes_no("True") is None
     ('no', True)
     """
-    final = extract_strict_final_answer(text)
+    final = extract_marked_line(text, answer_format)
     match = _YES_NO_RE.search(final) if final is not None else None
     return _YES_NO_MAP[match.group(1).lower()] if match is not None else None
 
@@ -178,13 +214,14 @@ def _letter_on_line(line: str, letters: str) -> str | None:
     return lone.group(1) if lone is not None else None
 
 
-def extract_strict_choice(text: str, letters: str = "ABCD") -> str | None:
-    """The choice letter on the last "Final answer:" line; None when that line is absent or has none.
+def extract_strict_choice(text: str, letters: str = "ABCD", answer_format: str = "final_answer") -> str | None:
+    """The choice letter on the last "Final answer:" (or "####") line; None when that line is absent
+    or has none.
 
     >>> extract_strict_choice("A and B are wrong.\\nFinal answer: (C)"), extract_strict_choice("(C)") is None
     ('C', True)
     """
-    final = extract_strict_final_answer(text)
+    final = extract_marked_line(text, answer_format)
     return _letter_on_line(final, letters) if final is not None else None
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from laser.tasks.answer_format import AUTHORS_PROMPT, choose_prompt, with_answer_line
 from laser.tasks.base import Example, strict_and_flexible_accuracy
-from laser.tasks.extraction import extract_last_number, extract_strict_gsm8k, normalise_number
+from laser.tasks.extraction import extract_last_number, extract_strict_number, normalise_number
 from laser.tasks.loading import (
     SplitTask,
     check_limit,
     check_one_of,
-    check_prompt_template,
     json_lines,
     load_hub_dataset,
     parse_rows,
@@ -28,20 +28,24 @@ _ROW_NEEDS = "string fields 'question' and 'answer' with a '#### <number>' final
 class GSM8K(SplitTask):
     """GSM8K from a local folder of `train.jsonl` / `test.jsonl` or from the Hugging Face hub.
 
-    Gold answers are the number after "#### ", normalised ("1,080" -> "1080"). Grading follows
-    lm-evaluation-harness: "strict" reads only "#### N"; "flexible" falls back to the last number in
-    the response. `evaluate` reports both variants whichever one `extraction` picks for training.
+    Gold answers are the number after the rows' "#### ", normalised ("1,080" -> "1080").
+    `answer_format` (see laser.tasks.answer_format) picks the prompt, the answer line strict grading
+    reads and the warm-start targets' last line: "final_answer" (the LASeR authors' prompt; strict
+    reads the first number after "Final answer:") or "hash" (strict reads "#### N", as
+    lm-evaluation-harness does). "flexible" falls back to the last number in the response; `evaluate`
+    reports both variants whichever one `extraction` picks for training.
     `train_limit` / `test_limit` take a seeded random subset (same seed, same subset), which is how
     the quick configs stay fast.
     """
 
     name = "gsm8k"
-    # Zero-shot chain of thought in the LASeR authors' style; `{question}` is the only placeholder
+    # One zero-shot chain-of-thought prompt per answer format; `{question}` is the only placeholder
     # (substituted literally, so templates may contain other braces).
-    prompt_template: str = (
-        "Question: {question}\n"
-        "Answer: Let's think step by step. At the end, write the final answer as '#### <number>'.\n"
-    )
+    prompt_templates: dict[str, str] = {
+        "final_answer": AUTHORS_PROMPT,
+        "hash": "Question: {question}\nAnswer: Let's think step by step. At the end, write the final answer "
+                "as '#### <number>'.\n",
+    }
 
     def __init__(
         self,
@@ -52,12 +56,14 @@ class GSM8K(SplitTask):
         test_limit: int | None = None,
         seed: int = 0,
         extraction: str = "flexible",
-        prompt_template: str | None = None,
+        answer_format: str = "final_answer",
+        prompt_templates: dict[str, str] | None = None,
     ) -> None:
         check_one_of("extraction", extraction, _EXTRACTIONS)
         check_limit("train_limit", train_limit)
         check_limit("test_limit", test_limit)
-        self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
+        self.prompt_template = choose_prompt(self.prompt_templates, prompt_templates, answer_format)
+        self.answer_format = answer_format
         self.data_dir = data_dir
         self.hub_id = hub_id
         self.hub_config = hub_config
@@ -73,7 +79,8 @@ class GSM8K(SplitTask):
         source, rows = self._read_local(split) if self.data_dir is not None else self._read_hub(split)
 
         def example(index: int, line: int, row: object) -> Example | None:
-            return _row_to_example(row, uid=f"gsm8k-{split}-{index}", line_number=line)
+            return _row_to_example(row, uid=f"gsm8k-{split}-{index}", line_number=line,
+                                   answer_format=self.answer_format)
 
         examples, skipped = parse_rows(
             rows, example, dataset="GSM8K", source=source, needs=_ROW_NEEDS, unit="line",
@@ -101,8 +108,8 @@ class GSM8K(SplitTask):
         return self.prompt_template.replace("{question}", example.question)
 
     def extract_strict(self, response: str) -> str | None:
-        """The "#### N" answer."""
-        return extract_strict_gsm8k(response)
+        """The number on the "Final answer:" line (or, answer_format "hash", after "####")."""
+        return extract_strict_number(response, self.answer_format)
 
     def extract_flexible(self, response: str) -> str | None:
         """The last number in the response."""
@@ -112,10 +119,10 @@ class GSM8K(SplitTask):
         """`test/accuracy` (with this task's extraction) plus `test/accuracy_strict` and
         `test/accuracy_flexible`, the two lm-evaluation-harness variants, for comparison with papers."""
         return super().evaluate(responses, examples) | strict_and_flexible_accuracy(
-            responses, examples, extract_strict_gsm8k, extract_last_number)
+            responses, examples, self.extract_strict, self.extract_flexible)
 
 
-def _row_to_example(row: object, uid: str, line_number: int) -> Example | None:
+def _row_to_example(row: object, uid: str, line_number: int, answer_format: str) -> Example | None:
     """An Example from one raw row, or None when the row is malformed."""
     if not isinstance(row, dict):
         return None
@@ -127,7 +134,7 @@ def _row_to_example(row: object, uid: str, line_number: int) -> Example | None:
     if gold is None or not question.strip():
         return None
     # The supervised target drops the <<48/2=24>> calculator annotations (the policy has no
-    # calculator) and restates the final line in normalised form, so strict extraction reads the gold.
+    # calculator) and ends with the gold in the graded format ("Final answer: 72" or "#### 72").
     reasoning = _CALCULATOR_RE.sub("", solution).rstrip()
-    target = f"{reasoning}\n#### {gold}" if reasoning else f"#### {gold}"
+    target = with_answer_line(reasoning, answer_format, gold)
     return Example(uid=uid, question=question.strip(), answer=gold, target=target, meta={"line": line_number})

@@ -49,10 +49,11 @@ def check_fraction(key: str, value: object) -> None:
         raise LaserConfigError(f"task.{key}={value!r} must be strictly between 0 and 1")
 
 
-def check_prompt_template(template: str | None) -> str | None:
-    """`template` unchanged (None too, meaning the task's default) once it has a `{question}`."""
+def check_prompt_template(template: str | None, key: str = "prompt_template") -> str | None:
+    """`template` unchanged (None too, meaning the task's default) once it has a `{question}`; `key`
+    names the knob in the error (`prompt_templates.hash` for a reasoning task's template)."""
     if template is not None and "{question}" not in template:
-        raise LaserConfigError(f"task.prompt_template={template!r} has no '{{question}}' placeholder")
+        raise LaserConfigError(f"task.{key}={template!r} has no '{{question}}' placeholder")
     return template
 
 

@@ -8,6 +8,7 @@ import random
 from collections.abc import Iterable
 
 from laser.errors import LaserConfigError
+from laser.tasks.answer_format import AUTHORS_PROMPT, choose_prompt, with_answer_line
 from laser.tasks.base import Example, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_choice_letter, extract_strict_choice
 from laser.tasks.loading import (
@@ -16,7 +17,6 @@ from laser.tasks.loading import (
     check_fraction,
     check_limit,
     check_one_of,
-    check_prompt_template,
     load_hub_dataset,
     parse_rows,
     resolve_data_dir,
@@ -38,15 +38,19 @@ class MMLU(SplitTask):
     hub's "auxiliary_train" holds other datasets' questions and is not used). `subjects` restricts
     both parts. `category` is the subject, so per-category accuracies are per-subject accuracies.
     Questions include the lettered choices ("A. ...") so reward models see them; golds are A-D.
-    Grading and few-shot prompts: see `extract_answer` and `format_prompt`.
+    `answer_format` (see laser.tasks.answer_format) picks the prompt, the answer line strict grading
+    reads ("Final answer: C" or "#### C") and the warm-start targets' last line. Grading and few-shot
+    prompts: see `extract_answer` and `format_prompt`.
     """
 
     name = "mmlu"
-    # `{question}` (which includes the lettered choices) is the only placeholder.
-    prompt_template: str = (
-        "Question: {question}\n"
-        "Answer: Think step by step, then end with 'Final answer: X' where X is A, B, C or D.\n"
-    )
+    # One prompt per answer format; `{question}` (which includes the lettered choices) is the only
+    # placeholder.
+    prompt_templates: dict[str, str] = {
+        "final_answer": AUTHORS_PROMPT,
+        "hash": "Question: {question}\nAnswer: Think step by step, then end with '#### X' where X is A, B, C "
+                "or D.\n",
+    }
 
     def __init__(
         self,
@@ -60,7 +64,8 @@ class MMLU(SplitTask):
         seed: int = 0,
         num_fewshot: int = 0,
         extraction: str = "flexible",
-        prompt_template: str | None = None,
+        answer_format: str = "final_answer",
+        prompt_templates: dict[str, str] | None = None,
     ) -> None:
         check_one_of("extraction", extraction, _EXTRACTIONS)
         check_limit("train_limit", train_limit)
@@ -71,7 +76,8 @@ class MMLU(SplitTask):
         subjects = [subjects] if isinstance(subjects, str) else None if subjects is None else list(subjects)
         if subjects is not None and (not subjects or not all(isinstance(s, str) for s in subjects)):
             raise LaserConfigError(f"task.subjects={subjects!r} must be a list of subject names or null")
-        self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
+        self.prompt_template = choose_prompt(self.prompt_templates, prompt_templates, answer_format)
+        self.answer_format = answer_format
         self.data_dir = data_dir
         self.hub_id, self.hub_config = hub_id, hub_config
         self.subjects = None if subjects is None else sorted(set(subjects))
@@ -165,7 +171,8 @@ class MMLU(SplitTask):
         def parse(_: int, line: int, subject_row: tuple[str, object]) -> Example | None:
             subject, row = subject_row
             index = seen[subject] = seen.get(subject, -1) + 1
-            return _row_to_example(row, subject, uid=f"mmlu-{kind}-{subject}-{index}", line=line)
+            return _row_to_example(row, subject, uid=f"mmlu-{kind}-{subject}-{index}", line=line,
+                                   answer_format=self.answer_format)
 
         examples, skipped = parse_rows(rows, parse, dataset="MMLU", source=source, needs=_ROW_NEEDS,
                                        unit="line", stacklevel=2)
@@ -191,8 +198,8 @@ class MMLU(SplitTask):
         return "".join(template.replace("{question}", s.question) + s.target + "\n\n" for s in shots) + prompt
 
     def extract_strict(self, response: str) -> str | None:
-        """The letter on the "Final answer:" line."""
-        return extract_strict_choice(response, _LETTERS)
+        """The letter on the "Final answer:" line (or, answer_format "hash", the "####" line)."""
+        return extract_strict_choice(response, _LETTERS, self.answer_format)
 
     def extract_flexible(self, response: str) -> str | None:
         """The letter in "The answer is C", the last "(C)" or the last lone capital A-D."""
@@ -205,9 +212,8 @@ class MMLU(SplitTask):
         metrics = super().evaluate(responses, examples)
         per_subject = [v for k, v in metrics.items() if k.startswith("test/accuracy/")]
         metrics["test/accuracy_macro"] = sum(per_subject) / max(len(per_subject), 1)
-        return metrics | strict_and_flexible_accuracy(responses, examples,
-                                                      lambda r: extract_strict_choice(r, _LETTERS),
-                                                      lambda r: extract_choice_letter(r, _LETTERS))
+        return metrics | strict_and_flexible_accuracy(responses, examples, self.extract_strict,
+                                                      self.extract_flexible)
 
 
 def _csv_row(row: list[str]) -> dict | None:
@@ -215,7 +221,7 @@ def _csv_row(row: list[str]) -> dict | None:
     return {"question": row[0], "choices": row[1:5], "answer": row[5]} if len(row) == len(_HEADER) else None
 
 
-def _row_to_example(row: object, subject: str, uid: str, line: int) -> Example | None:
+def _row_to_example(row: object, subject: str, uid: str, line: int, answer_format: str) -> Example | None:
     """An Example from one row with `question`, `choices` (four strings) and `answer`, or None."""
     if not isinstance(row, dict):
         return None
@@ -227,7 +233,7 @@ def _row_to_example(row: object, subject: str, uid: str, line: int) -> Example |
     gold, choices, question = _LETTERS[index], [c.strip() for c in choices], question.strip()
     lettered = "".join(f"\n{letter}. {choice}" for letter, choice in zip(_LETTERS, choices, strict=True))
     # No worked solutions exist, so the warm-start target names the choice and ends in the strict format.
-    target = f"{gold}. {choices[index]}\nFinal answer: {gold}"
+    target = with_answer_line(f"{gold}. {choices[index]}", answer_format, gold)
     meta = {"line": line, "question": question, "choices": choices}
     return Example(uid, question + lettered, answer=gold, target=target, category=subject, meta=meta)
 

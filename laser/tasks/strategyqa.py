@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from laser.tasks.answer_format import AUTHORS_PROMPT, choose_prompt, with_answer_line
 from laser.tasks.base import Example, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_strict_yes_no, extract_yes_no
 from laser.tasks.loading import (
@@ -12,7 +13,6 @@ from laser.tasks.loading import (
     check_fraction,
     check_limit,
     check_one_of,
-    check_prompt_template,
     load_hub_dataset,
     parse_rows,
     read_json_list,
@@ -32,21 +32,24 @@ class StrategyQA(SplitTask):
     """StrategyQA from a local folder (`train.json` 2,061 rows, `dev.json` 229 rows, the dev split
     serving as test) or from a hub id through `datasets.load_dataset`.
 
-    Gold answers are "yes"/"no". The warm-start `target` is the row's facts followed by
-    "Final answer: yes." (or no). Grading: "strict" reads the yes/no on the "Final answer:" line;
-    "flexible" falls back to the last yes/no (or true/false) word; `evaluate` reports both. A hub
+    Gold answers are "yes"/"no". `answer_format` (see laser.tasks.answer_format) picks the prompt, the
+    answer line strict grading reads and the last line of the warm-start `target` (the row's facts,
+    then "Final answer: yes", or "#### yes" with answer_format "hash"). Grading: "strict" reads the
+    yes/no on that line; "flexible" falls back to the last yes/no (or true/false) word; `evaluate`
+    reports both. A hub
     source without both a train and a test split is split here, seeded, with `test_fraction` held
     out. `train_limit` / `test_limit` take seeded subsets; `num_fewshot` prepends solved training
     examples (drawn once with `seed`, never the prompt's own question) to every prompt.
     """
 
     name = "strategyqa"
-    # Zero-shot chain of thought in the style of the GSM8K prompt; `{question}` is the only
-    # placeholder (substituted literally, so templates may contain other braces).
-    prompt_template: str = (
-        "Question: {question}\n"
-        "Answer: Let's think step by step. At the end, write 'Final answer: yes' or 'Final answer: no'.\n"
-    )
+    # One zero-shot chain-of-thought prompt per answer format; `{question}` is the only placeholder
+    # (substituted literally, so templates may contain other braces).
+    prompt_templates: dict[str, str] = {
+        "final_answer": AUTHORS_PROMPT,
+        "hash": "Question: {question}\nAnswer: Let's think step by step. At the end, write '#### yes' or "
+                "'#### no'.\n",
+    }
 
     def __init__(
         self,
@@ -58,14 +61,16 @@ class StrategyQA(SplitTask):
         test_fraction: float = 0.2,
         num_fewshot: int = 0,
         extraction: str = "flexible",
-        prompt_template: str | None = None,
+        answer_format: str = "final_answer",
+        prompt_templates: dict[str, str] | None = None,
     ) -> None:
         check_one_of("extraction", extraction, _EXTRACTIONS)
         check_limit("train_limit", train_limit)
         check_limit("test_limit", test_limit)
         check_count("num_fewshot", num_fewshot)
         check_fraction("test_fraction", test_fraction)
-        self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
+        self.prompt_template = choose_prompt(self.prompt_templates, prompt_templates, answer_format)
+        self.answer_format = answer_format
         self.data_dir = data_dir
         self.hub_id = hub_id
         self.limits = {"train": train_limit, "test": test_limit}
@@ -115,7 +120,8 @@ class StrategyQA(SplitTask):
 
     def _parse_rows(self, split: str, source: str, rows) -> list[Example]:
         def example(index: int, number: int, row: object) -> Example | None:
-            return _row_to_example(row, uid=f"strategyqa-{split}-{index}", row_number=number)
+            return _row_to_example(row, uid=f"strategyqa-{split}-{index}", row_number=number,
+                                   answer_format=self.answer_format)
 
         examples, skipped = parse_rows(
             enumerate(rows, start=1), example, dataset="StrategyQA", source=source, needs=_ROW_NEEDS,
@@ -141,8 +147,8 @@ class StrategyQA(SplitTask):
         return "".join(template.replace("{question}", s.question) + s.target + "\n\n" for s in shots) + prompt
 
     def extract_strict(self, response: str) -> str | None:
-        """"yes"/"no" from the "Final answer:" line."""
-        return extract_strict_yes_no(response)
+        """"yes"/"no" from the "Final answer:" line (or, answer_format "hash", the "####" line)."""
+        return extract_strict_yes_no(response, self.answer_format)
 
     def extract_flexible(self, response: str) -> str | None:
         """The last yes/no word."""
@@ -152,10 +158,10 @@ class StrategyQA(SplitTask):
         """`test/accuracy` (with this task's extraction) plus `test/accuracy_strict` and
         `test/accuracy_flexible`, whichever extraction the task trains with."""
         return super().evaluate(responses, examples) | strict_and_flexible_accuracy(
-            responses, examples, extract_strict_yes_no, extract_yes_no)
+            responses, examples, self.extract_strict, self.extract_flexible)
 
 
-def _row_to_example(row: object, uid: str, row_number: int) -> Example | None:
+def _row_to_example(row: object, uid: str, row_number: int, answer_format: str) -> Example | None:
     """An Example from one raw row, or None when the row is malformed."""
     if not isinstance(row, dict):
         return None
@@ -171,7 +177,7 @@ def _row_to_example(row: object, uid: str, row_number: int) -> Example | None:
         return None
     # Facts often lack a full stop ("Albany, GA has around 75,000 people"); add one so they read as sentences.
     reasoning = " ".join(f if f[-1] in ".!?" else f + "." for f in (f.strip() for f in facts) if f)
-    target = f"{reasoning} Final answer: {gold}." if reasoning else f"Final answer: {gold}."
+    target = with_answer_line(reasoning, answer_format, gold)  # "... sentences.\nFinal answer: yes"
     meta = {"row": row_number, "qid": row.get("qid")}
     return Example(uid=uid, question=question.strip(), answer=gold, target=target, meta=meta)
 
