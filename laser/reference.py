@@ -59,8 +59,8 @@ def fold(weight: torch.Tensor, delta: torch.Tensor, remainder: torch.Tensor | No
     if remainder is not None:
         exact += shard_like(weight, remainder)
     exact += delta.float()
-    weight.copy_(exact)  # rounds to nearest
-    return exact - weight.float()
+    weight.copy_(exact)  # rounds to nearest (even)
+    return exact.sub_(weight.float())
 
 
 @torch.no_grad()
