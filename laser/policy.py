@@ -15,15 +15,13 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
-from torch.distributed.tensor import DTensor
 
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
 from laser.losses import sequence_logps
+from laser.reference import merge_and_zero
 from laser.sharding import assign, full_value, gathered
 from laser.tasks.base import Task
-
-ADAPTER = "default"
 
 
 @dataclass
@@ -113,6 +111,8 @@ class Policy(torch.nn.Module):
             self.vllm = VLLMSampler(self)
         # LoRA weights merged at each reference refresh, replayed on resume (a few MB each, not the base).
         self.merged_adapters: list[dict[str, torch.Tensor]] = []
+        # low-precision weights only: the fp32 rounding remainder of each merged weight, rebuilt by replay
+        self.merge_remainders: dict[str, torch.Tensor] = {}
 
     @property
     def device(self) -> torch.device:
@@ -239,25 +239,14 @@ class Policy(torch.nn.Module):
 
     @torch.no_grad()
     def refresh_reference(self) -> None:
-        """Make the current policy the reference: add each LoRA delta (B @ A * scale) to its base
-        weight, then zero B, so adapter-disabled == adapter-enabled == the policy so far."""
+        """Make the current policy the reference: fold each LoRA delta (B @ A * scale) into its base
+        weight, then zero B, so adapter-disabled == adapter-enabled == the policy so far. A bf16 weight
+        keeps its rounding remainder in fp32, so small deltas accumulate instead of rounding away
+        (laser/reference.py: the error and the memory)."""
         self.merged_adapters.append(self.adapter_state_dict())
-        self._merge_and_zero()
+        merge_and_zero(self.lora_layers(), self.merge_remainders)
         if self.vllm is not None:
             self.vllm.rebuild()
-
-    @torch.no_grad()
-    def _merge_and_zero(self) -> None:
-        for _, layer in self.lora_layers():
-            if ADAPTER not in layer.lora_A:
-                continue
-            base, lora_b = layer.get_base_layer(), layer.lora_B[ADAPTER].weight
-            if isinstance(base.weight, DTensor):  # sharded (trainer=fsdp): the same sum, on whole tensors
-                delta = full_value(lora_b) @ full_value(layer.lora_A[ADAPTER].weight) * layer.scaling[ADAPTER]
-                assign(base.weight, full_value(base.weight) + delta.to(base.weight.dtype))
-            else:
-                base.weight += layer.get_delta_weight(ADAPTER).to(base.weight.dtype)
-            lora_b.zero_()
 
     @torch.no_grad()
     def replay_merges(self, merged_adapters: list[dict[str, torch.Tensor]]) -> None:
@@ -265,7 +254,7 @@ class Policy(torch.nn.Module):
         so the result is bitwise identical on the same device)."""
         for state in merged_adapters:
             self.load_adapter_state_dict(state)
-            self._merge_and_zero()
+            merge_and_zero(self.lora_layers(), self.merge_remainders)
         self.merged_adapters = [dict(s) for s in merged_adapters]
 
 

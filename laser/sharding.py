@@ -13,8 +13,8 @@ the duration of sampling, which is why FSDP here saves training memory (weights 
 LoRA gradients, optimiser state) rather than sampling memory.
 
 Everything else that reads or writes weights (the reference refresh's merge, the adapter in a
-checkpoint) goes through `full_value` / `assign`, which are plain tensor operations when nothing is
-sharded, so the single-process path is unchanged.
+checkpoint) goes through `full_value` / `assign` / `shard_like`, which are plain tensor operations when
+nothing is sharded, so the single-process path is unchanged.
 """
 
 from __future__ import annotations
@@ -80,11 +80,18 @@ def full_value(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
+def shard_like(parameter: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """`value` (the whole tensor, the same on every rank; or already sharded) on the parameter's
+    device and sharded as the parameter is, in its own dtype."""
+    if isinstance(parameter, DTensor) and not isinstance(value, DTensor):
+        return distribute_tensor(value.to(parameter.device), parameter.device_mesh, parameter.placements)
+    return value.to(parameter.device)
+
+
 def assign(parameter: torch.Tensor, value: torch.Tensor) -> None:
     """parameter <- value (the whole tensor, the same on every rank), sharded as the parameter is."""
     if isinstance(parameter, DTensor):
-        value = distribute_tensor(value.to(parameter.device, parameter.dtype), parameter.device_mesh,
-                                  parameter.placements)
+        value = shard_like(parameter, value.to(parameter.device, parameter.dtype))
     parameter.copy_(value.to(parameter.device, parameter.dtype))
 
 

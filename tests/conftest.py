@@ -65,10 +65,12 @@ def require_data(name: str) -> Path:
     return path
 
 
-def word_level_llamas(tmp_path_factory, words: str, models: dict[str, tuple[str, int]]) -> dict[str, Path]:
+def word_level_llamas(tmp_path_factory, words: str, models: dict[str, tuple[str, int]],
+                      **config_overrides) -> dict[str, Path]:
     """A word-level tokenizer over `words` (no pad token, BOS prepended) and tiny random Llamas
     (name -> ("causal" | "classifier", seed)), each saved like a hub checkpoint. A large init range
-    makes outputs differ between tokens, so a padding bug would show."""
+    makes outputs differ between tokens, so a padding bug would show. `config_overrides` replace
+    LlamaConfig fields (e.g. hidden_size)."""
     from tokenizers import Tokenizer, pre_tokenizers, processors, trainers
     from tokenizers import models as tokenizer_models
     from transformers import (
@@ -83,9 +85,10 @@ def word_level_llamas(tmp_path_factory, words: str, models: dict[str, tuple[str,
     tok.train_from_iterator([words], trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]))
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                         initializer_range=0.5, num_labels=1)
+    fields = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64, initializer_range=0.5,
+                  num_labels=1)
+    config = LlamaConfig(**{**fields, **config_overrides})
     classes = {"causal": LlamaForCausalLM, "classifier": LlamaForSequenceClassification}
     paths = {}
     for name, (kind, seed) in models.items():
