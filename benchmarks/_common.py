@@ -1,5 +1,5 @@
 """What the benchmark scripts share: the header they print, a median timer, the verdict line, locally
-built policies (no hub) and one DPO step exactly as `laser.module.LaserModule` takes it.
+built policies (no hub) and one DPO step exactly as `laser.step.module.LaserModule` takes it.
 
 Not a benchmark itself; each `benchmarks/<name>.py` imports it (the repo root is put on sys.path, so
 the scripts run as `python benchmarks/<name>.py` without installing the package).
@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from laser.losses import dpo_loss, nll_loss  # noqa: E402
+from laser.step.losses import dpo_loss, nll_loss  # noqa: E402
 
 SMOLLM_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                    num_key_value_heads=3, vocab_size=49152)  # SmolLM-135M's shape: hidden 576 = the d=576 context
@@ -109,7 +109,7 @@ def save_random_llama(folder: Path, config, seed: int = 0) -> str:
 
 def tiny_policy(cache_dir: str, hidden: int = 64, layers: int = 2, max_new_tokens: int = 32, **lora):
     """The embedded default policy (laser/tiny.py on the arithmetic task, untrained) and its task."""
-    from laser.policy import Policy
+    from laser.policy.policy import Policy
     from laser.tasks.arithmetic import Arithmetic
     from laser.tiny import build_tiny_causal_lm
 

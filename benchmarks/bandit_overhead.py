@@ -83,7 +83,7 @@ def measure_dim(d: int, args, t_tiny: float, t_small: float, t_8b: float) -> Non
     """Time laser's LinUCB, the one-pass maths and re-inverting at context dimension d; print the verdicts."""
     import time
 
-    from laser.bandits.linucb import LinUCB
+    from laser.selection.linucb import LinUCB
 
     contexts = unit_contexts(d, args.warmup + args.repeats + 1, seed=d)
     laser, parts = LinUCB(args.k, alpha=0.1), {"select": [], "update": []}
@@ -132,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     header(args.threads)
 
-    from laser.policy import Policy
+    from laser.policy.policy import Policy
 
     with tempfile.TemporaryDirectory() as cache:
         tiny, _ = tiny_policy(cache)

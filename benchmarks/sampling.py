@@ -44,7 +44,7 @@ def main() -> None:
 
     counted = {}
 
-    def batched():  # the project: laser.policy.Policy.sample, one generate call
+    def batched():  # the project: laser.policy.policy.Policy.sample, one generate call
         counted["batched"] = policy.sample(enc, args.n).num_generated_tokens
 
     @torch.no_grad()

@@ -46,13 +46,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from laser.bandits.base import StepFeedback
-from laser.decisions import Decision, decide, score_decisions
+from laser.config.instantiate import instantiate
 from laser.errors import LaserConfigError
-from laser.instantiate import instantiate
-from laser.metrics import best_f1, consensus_f1
 from laser.run import method_label, prepare_output_dir  # also registers the run-dir resolvers
+from laser.selection.base import StepFeedback
+from laser.step.decisions import Decision, decide, score_decisions
 from laser.tasks.longcontext import gold_answers
+from laser.tasks.qa_metrics import best_f1, consensus_f1
 
 log = logging.getLogger("laser")
 REWARDS = {"consensus": False, "gold": True}  # reward signal -> whether it reads gold answers
@@ -91,8 +91,8 @@ def check_settings(cfg: DictConfig) -> None:
 
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Task, RM pool, selector (one decision per question), context encoder, normaliser, policy."""
-    from laser.bandits.build import build_selector
-    from laser.contexts import ContextEncoder
+    from laser.selection.build import build_selector
+    from laser.selection.context import ContextEncoder
 
     task = instantiate(cfg.task)
     if not hasattr(task, "f1"):
@@ -190,7 +190,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """One best-of-n job; returns the results payload (also written to `results.json`)."""
-    from laser.records import write_json_atomically
+    from laser.runs.results import write_json_atomically
 
     check_settings(cfg)
     cfg = prepare_output_dir(cfg, output_dir)
@@ -257,7 +257,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from laser.config_checks import check_group_choices
+    from laser.config.checks import check_group_choices
     from laser.run import CONF_DIR
 
     check_group_choices(CONF_DIR)

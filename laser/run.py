@@ -18,10 +18,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from laser.config_checks import check_config, check_group_choices
+from laser.config.checks import check_config, check_group_choices
+from laser.config.instantiate import instantiate
+from laser.config.preflight import check_models
 from laser.errors import LaserConfigError
-from laser.instantiate import instantiate
-from laser.preflight import check_models
 
 log = logging.getLogger("laser")
 # Several processes: Lightning suggests sync_dist for every epoch-level metric. laser logs figures that
@@ -155,9 +155,9 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Instantiate task, RM pool, selector, normaliser, data, policy and the LASeR module.
 
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
-    from laser.bandits.build import build_selector
-    from laser.contexts import ContextEncoder
-    from laser.module import LaserModule
+    from laser.selection.build import build_selector
+    from laser.selection.context import ContextEncoder
+    from laser.step.module import LaserModule
 
     laser_cfg = OmegaConf.to_container(cfg.laser)
     laser_cfg.pop("iterations")
@@ -187,7 +187,7 @@ def _job_name() -> str | None:
 def make_trainer(cfg: DictConfig, output_dir: Path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from laser.checkpoint_io import AtomicCheckpointIO
+    from laser.runs.checkpoint_io import AtomicCheckpointIO
 
     loggers = []
     for logger_cfg in (cfg.get("logger") or {}).values():
@@ -209,7 +209,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     import lightning as L
     import torch
 
-    from laser.records import results_payload, write_json_atomically
+    from laser.runs.results import results_payload, write_json_atomically
 
     cfg = prepare_output_dir(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

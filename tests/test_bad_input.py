@@ -18,13 +18,13 @@ import pytest
 import torch
 from conftest import require_data
 
-from laser.bandits.single import SingleRM
 from laser.errors import LaserConfigError
 from laser.rewards.likelihood import LikelihoodRM
 from laser.rewards.noisy import NoisyRM
 from laser.rewards.pool import RewardModelPool
 from laser.rewards.verifier import VerifierRM
 from laser.run import run
+from laser.selection.single import SingleRM
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_rm_path_that_does_not_exist_fails_before_any_model_is_built(make_config
     def no_policy(*args, **kwargs):
         raise AssertionError("the policy was loaded before the RM pool was checked")
 
-    monkeypatch.setattr("laser.policy.load_policy", no_policy)
+    monkeypatch.setattr("laser.policy.policy.load_policy", no_policy)
     cfg = make_config(["rm_pool=oracle", "+rm_pool.models.bad._target_=laser.rewards.classifier.ClassifierRM",
                        "+rm_pool.models.bad.model_name_or_path=/no/such/rm", "bandit=single", "bandit.arm=bad"])
     with pytest.raises(LaserConfigError, match=r"rm_pool\.models\.bad\.model_name_or_path=/no/such/rm: no such folder"):

@@ -13,12 +13,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from laser.bandits.base import Selection
-from laser.bandits.build import build_selector
-from laser.bandits.linucb import LinUCB, sherman_morrison_update, ucb_scores
-from laser.bandits.normaliser import QuantileNormaliser
-from laser.bandits.random_choice import RandomSelector
-from laser.bandits.single import SingleRM
+from laser.selection.base import Selection
+from laser.selection.build import build_selector
+from laser.selection.linucb import LinUCB, sherman_morrison_update, ucb_scores
+from laser.selection.normaliser import QuantileNormaliser
+from laser.selection.random_choice import RandomSelector
+from laser.selection.single import SingleRM
 
 E1, E2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
 CONF = Path(__file__).resolve().parents[1] / "conf" / "bandit"

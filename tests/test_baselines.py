@@ -11,15 +11,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from laser.bandits.agreement_ensemble import AgreementEnsemble
-from laser.bandits.base import Selection, StepFeedback
-from laser.bandits.build import build_selector
-from laser.bandits.exp3 import EXP3
-from laser.bandits.online_ensemble import OnlineEnsemble
-from laser.bandits.score_ensemble import ScoreEnsemble
-from laser.bandits.sequential import SequentialRMs
-from laser.bandits.single import SingleRM
-from laser.bandits.thompson import GaussianThompson
+from laser.selection.agreement_ensemble import AgreementEnsemble
+from laser.selection.base import Selection, StepFeedback
+from laser.selection.build import build_selector
+from laser.selection.exp3 import EXP3
+from laser.selection.online_ensemble import OnlineEnsemble
+from laser.selection.score_ensemble import ScoreEnsemble
+from laser.selection.sequential import SequentialRMs
+from laser.selection.single import SingleRM
+from laser.selection.thompson import GaussianThompson
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 X = torch.ones(4)  # a context; these selectors ignore it

@@ -16,11 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from laser.bestofn import decision_reward, pick_best, run
 from laser.errors import LaserConfigError
-from laser.metrics import best_f1, consensus_f1, exact_match, normalize_answer, qa_f1_score
 from laser.rewards.base import ScoringBatch
 from laser.rewards.overlap import PassageOverlapRM, QuestionOverlapRM
 from laser.tasks.base import Example
 from laser.tasks.longcontext import LongContextQA, hotpotqa_passage
+from laser.tasks.qa_metrics import best_f1, consensus_f1, exact_match, normalize_answer, qa_f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
 HOTPOTQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hotpotqa"
@@ -83,10 +83,10 @@ def test_pick_best_ignores_nan_and_breaks_ties_to_the_first() -> None:
 def test_settle_grades_the_pick_and_rewards_the_chosen_rm() -> None:
     """One question by hand: the picked answer's F1, the oracle and first-sample F1, the consensus
     reward, and the bandit update (normalised reward, pairs picked-vs-others); an all-NaN row is skipped."""
-    from laser.bandits.base import Selection, Selector
-    from laser.bandits.normaliser import QuantileNormaliser
     from laser.bestofn import Tally, settle
-    from laser.decisions import Decision
+    from laser.selection.base import Selection, Selector
+    from laser.selection.normaliser import QuantileNormaliser
+    from laser.step.decisions import Decision
 
     class Recorder(Selector):
         updates: list = []

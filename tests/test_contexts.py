@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from laser.contexts import ContextEncoder
 from laser.errors import LaserConfigError
-from laser.policy import Policy
+from laser.policy.policy import Policy
 from laser.run import run
+from laser.selection.context import ContextEncoder
 from laser.tasks.arithmetic import Arithmetic
 from laser.tiny import build_tiny_causal_lm, build_tokenizer
 

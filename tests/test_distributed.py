@@ -1,4 +1,4 @@
-"""Several processes on the CPU (gloo): trainer=fsdp (FSDP2, laser/sharding.py) against trainer=ddp,
+"""Several processes on the CPU (gloo): trainer=fsdp (FSDP2, laser/distributed/sharding.py) against trainer=ddp,
 and resuming either from a checkpoint. Each run is 2 processes x 2 iterations x 3 steps; each rank
 evaluates half of the 20 test examples."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from laser.ranks import interleave
+from laser.distributed.processes import interleave
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["trainer.accelerator=cpu", "trainer.devices=2", "laser.iterations=2", "data.steps_per_iteration=3",

@@ -13,13 +13,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from laser.bandits.base import Selection, Selector
-from laser.bandits.build import build_selector
-from laser.bandits.discounted_linucb import DiscountedLinUCB
-from laser.bandits.eps_greedy import EpsilonGreedy, epsilon_schedule
-from laser.bandits.lints import LinTS
-from laser.bandits.linucb import LinUCB
-from laser.bandits.ridge import RidgeArms
+from laser.selection.base import Selection, Selector
+from laser.selection.build import build_selector
+from laser.selection.discounted_linucb import DiscountedLinUCB
+from laser.selection.eps_greedy import EpsilonGreedy, epsilon_schedule
+from laser.selection.lints import LinTS
+from laser.selection.linucb import LinUCB
+from laser.selection.ridge import RidgeArms
 
 E1, E2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
 F64 = torch.float64

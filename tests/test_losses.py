@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from laser.losses import dpo_loss, nll_loss, sequence_logps
+from laser.step.losses import dpo_loss, nll_loss, sequence_logps
 
 
 def t(*values):

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from laser.pairs import build_preference_pairs
+from laser.step.pairs import build_preference_pairs
 
 NAN, INF = float("nan"), float("inf")
 

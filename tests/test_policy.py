@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from laser.errors import LaserConfigError
-from laser.policy import Policy
+from laser.policy.policy import Policy
 from laser.tasks.arithmetic import Arithmetic
 from laser.tiny import build_tiny_causal_lm
 

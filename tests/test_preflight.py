@@ -1,4 +1,4 @@
-"""A missing model fails before any training, in one line naming every missing model (laser/preflight.py)."""
+"""A missing model fails before any training, in one line naming every missing model (laser/config/preflight.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from laser.config.preflight import check_models, local_problem, model_references
 from laser.errors import LaserConfigError
-from laser.preflight import check_models, local_problem, model_references
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from laser.bandits.base import Selection
-from laser.bandits.linucb import LinUCB
-from laser.bandits.normaliser import QuantileNormaliser
-from laser.bandits.ridge import sherman_morrison_update
-from laser.pairs import build_preference_pairs
+from laser.selection.base import Selection
+from laser.selection.linucb import LinUCB
+from laser.selection.normaliser import QuantileNormaliser
+from laser.selection.ridge import sherman_morrison_update
+from laser.step.pairs import build_preference_pairs
 from laser.tasks.arithmetic import Arithmetic
 from laser.tasks.extraction import extract_last_number, extract_strict_gsm8k, extract_yes_no, normalise_number
 

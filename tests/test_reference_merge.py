@@ -1,4 +1,4 @@
-"""The reference refresh in bfloat16 (laser/reference.py): small updates accumulate in the merged
+"""The reference refresh in bfloat16 (laser/policy/reference.py): small updates accumulate in the merged
 weights instead of rounding away, float32 merges are unchanged, replay is bitwise, sharded folds
 equal plain ones."""
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import word_level_llamas
 
-from laser.policy import Policy
-from laser.reference import ADAPTER, fold, lora_delta
+from laser.policy.policy import Policy
+from laser.policy.reference import ADAPTER, fold, lora_delta
 
 torch.set_num_threads(1)
 
@@ -170,7 +170,7 @@ def fold_sharded_and_plain(rank: int, world_size: int, init_file: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 
-    from laser.sharding import shard_like
+    from laser.distributed.sharding import shard_like
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:

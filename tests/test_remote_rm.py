@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
-from laser.rewards.faults import RewardModelError
+from laser.rewards.errors import RewardModelError
 from laser.rewards.pool import RewardModelPool
 from laser.rewards.remote import RemoteRM, RemoteRMError
 from laser.rewards.server import RewardServer, build_pool

@@ -17,18 +17,11 @@ from conftest import TINY_OVERRIDES, compose_config
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
-from laser.report import (
-    BEFORE_TRAINING,
-    Job,
-    build_table,
-    gold_arm_means,
-    load_sweep,
-    pseudo_regret,
-    start_row,
-    summarise,
-    t_quantile_975,
-    write_report,
-)
+from laser.report.jobs import Job, load_sweep
+from laser.report.regret import gold_arm_means, pseudo_regret
+from laser.report.stats import summarise, t_quantile_975
+from laser.report.tables import BEFORE_TRAINING, build_table, start_row
+from laser.report.writing import write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLOTS = ["selection_share.png", "selection_share_by_category.png", "accuracy_by_iteration.png", "regret.png"]

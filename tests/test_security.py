@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from laser.errors import LaserConfigError
-from laser.policy import Policy
+from laser.policy.policy import Policy
 from laser.run import run
 from laser.tasks.arithmetic import Arithmetic
 from laser.tiny import build_tiny_causal_lm

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from laser.policy import Policy
+from laser.policy.policy import Policy
 from laser.tasks.arithmetic import Arithmetic
 from laser.tiny import build_tiny_causal_lm
 

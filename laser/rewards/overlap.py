@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 
 from laser.errors import LaserConfigError
-from laser.metrics import normalize_answer
 from laser.rewards.base import RewardModel, ScoringBatch
+from laser.tasks.qa_metrics import normalize_answer
 
 
 def grounded_fraction(answer: str, reference_tokens: set[str]) -> float:

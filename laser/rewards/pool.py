@@ -10,7 +10,7 @@ import torch
 
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
-from laser.rewards.faults import CallTimeout, RewardModelError, RewardOutputError, TimedCall
+from laser.rewards.errors import CallTimeout, RewardModelError, RewardOutputError, TimedCall
 
 __all__ = ["PLACEMENTS", "RewardModelError", "RewardModelPool", "RewardOutputError"]
 

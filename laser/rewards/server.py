@@ -15,7 +15,7 @@ from typing import Any
 
 from laser.errors import LaserConfigError
 from laser.rewards.base import ScoringBatch
-from laser.rewards.faults import RewardModelError
+from laser.rewards.errors import RewardModelError
 from laser.rewards.pool import RewardModelPool
 from laser.tasks.base import Example
 

@@ -16,7 +16,6 @@ import re
 from collections.abc import Iterable, Sequence
 
 from laser.errors import LaserConfigError
-from laser.metrics import best_f1, exact_match
 from laser.tasks.base import Example, Task
 from laser.tasks.loading import (
     check_count,
@@ -29,6 +28,7 @@ from laser.tasks.loading import (
     resolve_data_dir,
     seeded_subset,
 )
+from laser.tasks.qa_metrics import best_f1, exact_match
 
 SOURCES = ("hotpotqa", "longbench")
 HOTPOTQA_FILE = "dev_distractor.json"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from laser.checkpoint_io import AtomicCheckpointIO
 from laser.errors import LaserConfigError
 from laser.run import check_writable, run
+from laser.runs.checkpoint_io import AtomicCheckpointIO
 
 
 def test_an_unwritable_output_folder_fails_in_one_line_before_any_work(make_config, tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from laser.policy import Policy, Samples
+from laser.policy.policy import Policy, Samples
 from laser.run import run
 
 

@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from laser.bandits.single import SingleRM
 from laser.rewards.verifier import VerifierRM
 from laser.run import run
+from laser.selection.single import SingleRM
 
 ORACLE = ["rm_pool=oracle", "bandit=single", "bandit.arm=oracle", "laser.iterations=1", "data.steps_per_iteration=4"]
 

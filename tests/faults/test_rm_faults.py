@@ -10,7 +10,7 @@ import torch
 
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
-from laser.rewards.faults import RewardModelError
+from laser.rewards.errors import RewardModelError
 from laser.rewards.pool import RewardModelPool, RewardOutputError
 from laser.tasks.base import Example
 

@@ -1,0 +1,1 @@
+"""Configuration: checks of every knob, model checks before training, instantiation."""

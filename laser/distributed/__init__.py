@@ -1,0 +1,1 @@
+"""Several processes (trainer=ddp|fsdp): collectives that keep ranks in step, and FSDP2 sharding."""

@@ -1,0 +1,1 @@
+"""Evaluation tools: pairwise judges and the win-rate command line (`python -m laser.evaluation.winrate`)."""

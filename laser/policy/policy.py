@@ -1,0 +1,292 @@
+"""The policy: a Hugging Face causal LM with a peft LoRA adapter.
+
+Three jobs in the LASeR step: `embed` prompts (the bandit's context, no grad), `sample` n responses
+per prompt in ONE batched `generate` call, and `pair_logps` (policy and reference log-probs of chosen
+and rejected responses in one concatenated forward each). The reference model is the same network
+with the adapter disabled, never a second copy; `refresh_reference` merges the adapter into the base
+weights and zeroes it, so the current policy becomes the next iteration's reference.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
+
+from laser.distributed.sharding import assign, full_value, gathered
+from laser.errors import LaserConfigError
+from laser.hf import load_causal_lm, load_tokenizer
+from laser.policy.reference import merge_and_zero
+from laser.step.losses import sequence_logps
+from laser.tasks.base import Task
+
+
+@dataclass
+class Samples:
+    """n sampled responses per prompt, flattened prompt-major: item i answers prompt i // n."""
+
+    response_ids: list[list[int]]  # generated tokens, cut after the first EOS (EOS kept)
+    texts: list[str]  # decoded responses, special tokens removed
+    num_generated_tokens: int
+    num_truncated: int  # responses that hit max_new_tokens without an EOS
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Activation (gradient) checkpointing on a transformers model, non-reentrant, so frozen inputs
+    under LoRA need no `enable_input_require_grads`. Training memory for activations drops from one
+    set per layer to one per layer boundary; the backward pass reruns each layer's forward (~1/3
+    more step time)."""
+    kwargs = {"use_reentrant": False}
+    supported = getattr(model, "supports_gradient_checkpointing", False)
+    if not supported:
+        raise LaserConfigError(f"policy.activation_checkpointing=true, but {type(model).__name__} does not support "
+                               "it; set policy.activation_checkpointing=false")
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+class Policy(torch.nn.Module):
+    """A causal LM + LoRA adapter (hub id or local path).
+
+    Args:
+        model_name_or_path: hub id (e.g. meta-llama/Meta-Llama-3-8B) or a local folder.
+        tokenizer_name_or_path: defaults to the model's.
+        lora: peft LoraConfig fields (r, lora_alpha, lora_dropout, target_modules).
+        dtype: weights dtype: float32 on CPU; bfloat16 on GPUs (halves memory).
+        max_prompt_tokens: prompts are cut from the left to this many tokens.
+        max_new_tokens, temperature, top_p: sampling for training (paper: temperature 0.8).
+        generation_backend: "hf" (transformers generate) or "vllm" (GPU machines with vLLM installed).
+        trust_remote_code / allow_pickle_weights: off unless you trust the model (they can run its code).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        tokenizer_name_or_path: str | None = None,
+        lora: dict | None = None,
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        max_prompt_tokens: int = 512,
+        max_new_tokens: int = 256,
+        temperature: float = 0.8,
+        top_p: float = 1.0,
+        generation_backend: str = "hf",
+        allow_pickle_weights: bool = False,
+        activation_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise LaserConfigError(f"policy.temperature must be > 0, got {temperature}")
+        if generation_backend not in ("hf", "vllm"):
+            raise LaserConfigError(f"policy.generation_backend={generation_backend!r}; choose 'hf' or 'vllm'")
+        if max_new_tokens < 1:
+            raise LaserConfigError(f"policy.max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.model_name_or_path = model_name_or_path
+        self.tokenizer = load_tokenizer(tokenizer_name_or_path or model_name_or_path, trust_remote_code)
+        self.tokenizer.padding_side = "left"  # generation continues from the last prompt token
+        base = load_causal_lm(model_name_or_path, dtype, trust_remote_code, pad_token_id=self.tokenizer.pad_token_id,
+                              allow_pickle_weights=allow_pickle_weights)
+        lora = dict(lora or {})
+        lora.setdefault("r", 16)
+        lora.setdefault("lora_alpha", 32)
+        lora.setdefault("lora_dropout", 0.1)
+        lora.setdefault("target_modules", ["q_proj", "v_proj"])
+        if activation_checkpointing:  # keep one tensor per layer; recompute the rest in backward
+            enable_activation_checkpointing(base)
+        self.model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora))
+        self.keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.vllm = None
+        if generation_backend == "vllm":  # training-time sampling only; greedy evaluation stays on HF
+            from laser.policy.vllm_backend import VLLMSampler
+
+            self.vllm = VLLMSampler(self)
+        # LoRA weights merged at each reference refresh, replayed on resume (a few MB each, not the base).
+        self.merged_adapters: list[dict[str, torch.Tensor]] = []
+        # low-precision weights only: the fp32 rounding remainder of each merged weight, rebuilt by replay
+        self.merge_remainders: dict[str, torch.Tensor] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---- prompts ---------------------------------------------------------------------------------
+
+    def encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise prompts once per step (left padded, cut from the left to max_prompt_tokens)."""
+        self.tokenizer.truncation_side = "left"
+        enc = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, truncation=True,
+            max_length=self.max_prompt_tokens, add_special_tokens=True,
+        )
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    @torch.no_grad()
+    def embed(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-prompt context vectors [B, hidden]: the last layer's hidden state at the last prompt
+        token (left padding puts it at position -1), under the current policy, no grad."""
+        was_training = self.model.training
+        self.model.eval()
+        with gathered(self.model):  # sharded (trainer=fsdp): the whole model for this pass
+            out = self.model(**enc, output_hidden_states=True)
+        self.model.train(was_training)
+        return out.hidden_states[-1][:, -1, :].float()
+
+    # ---- sampling --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, enc: dict[str, torch.Tensor], n: int, greedy: bool = False) -> Samples:
+        """n responses per prompt from ONE batched generate call (num_return_sequences=n)."""
+        if self.vllm is not None and not greedy:
+            return self._finish(self.vllm.sample(self.unpadded_prompt_ids(enc), n, self.max_new_tokens,
+                                                 self.temperature, self.top_p))
+        was_training = self.model.training
+        self.model.eval()  # no LoRA dropout while sampling
+        kwargs = {"do_sample": False} if greedy else {
+            "do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
+        }
+        with gathered(self.model):  # sharded: ranks stop at different tokens, so no per-layer gathers
+            out = self.model.generate(
+                **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=1 if greedy else n,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kwargs,
+            )
+        if greedy and n > 1:  # n greedy copies are identical, and generate refuses to make them
+            out = out.repeat_interleave(n, dim=0)
+        self.model.train(was_training)
+        return self._finish(out[:, enc["input_ids"].shape[1]:].tolist())
+
+    def _finish(self, generated: list[list[int]]) -> Samples:
+        """Cut each response after its first EOS (kept) and decode once."""
+        eos = self.tokenizer.eos_token_id
+        response_ids, truncated = [], 0
+        for tokens in generated:
+            if eos in tokens:
+                tokens = tokens[: tokens.index(eos) + 1]
+            else:
+                truncated += 1
+            response_ids.append(tokens)
+        texts = self.tokenizer.batch_decode(response_ids, skip_special_tokens=True)
+        return Samples(response_ids, texts, sum(len(r) for r in response_ids), truncated)
+
+    # ---- log-probs -------------------------------------------------------------------------------
+
+    def _batch(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Right-padded prompt+response ids with a mask over the response tokens."""
+        rows = [p + r for p, r in zip(prompt_ids, response_ids, strict=True)]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        response_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+            ids[i, : len(p) + len(r)] = torch.tensor(p + r)
+            attention[i, : len(p) + len(r)] = 1
+            response_mask[i, len(p): len(p) + len(r)] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": attention.to(self.device),
+                "response_mask": response_mask.to(self.device)}
+
+    def response_logps(
+        self, prompt_ids: list[list[int]], response_ids: list[list[int]], reference: bool = False
+    ) -> torch.Tensor:
+        """Summed log-probs of each response given its prompt, [N]. `reference=True` disables the
+        adapter (the reference model) and runs without grad. Logits are computed only from the
+        shortest prompt's last token on (`logits_to_keep`): prompt positions need no vocabulary
+        projection, and at a 128k vocabulary those logits would dominate the step's memory."""
+        batch = self._batch(prompt_ids, response_ids)
+        width = batch["input_ids"].shape[1]
+        keep = width - min(len(p) for p in prompt_ids) + 1  # positions min_prompt-1 .. width-1
+        inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        if self.keeps_logits:  # else (an architecture without it) every position's logits, cut below
+            inputs["logits_to_keep"] = keep
+        if reference:
+            with torch.no_grad(), self.model.disable_adapter():
+                logits = self.model(**inputs).logits
+        else:
+            logits = self.model(**inputs).logits
+        logits = logits[:, -keep:]
+        tail = slice(width - keep, width)
+        return sequence_logps(logits, batch["input_ids"][:, tail], batch["response_mask"][:, tail])
+
+    def unpadded_prompt_ids(self, enc: dict[str, torch.Tensor]) -> list[list[int]]:
+        """The prompt token ids without left padding, one list per prompt."""
+        return [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+
+    # ---- reference refresh and checkpoint state --------------------------------------------------
+
+    def lora_layers(self) -> list[tuple[str, LoraLayer]]:
+        return [(name, m) for name, m in self.model.named_modules() if isinstance(m, LoraLayer)]
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable LoRA weights (CPU copies)."""
+        return {k: full_value(v.detach()).cpu().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        missing = [k for k in state if k not in params]
+        if missing:
+            raise LaserConfigError(f"checkpoint adapter does not match the policy: unknown keys {missing[:3]}")
+        with torch.no_grad():
+            for key, value in state.items():
+                assign(params[key], value)
+
+    @torch.no_grad()
+    def refresh_reference(self) -> None:
+        """Make the current policy the reference: fold each LoRA delta (B @ A * scale) into its base
+        weight, then zero B, so adapter-disabled == adapter-enabled == the policy so far. A bf16 weight
+        keeps its rounding remainder in fp32, so small deltas accumulate instead of rounding away
+        (laser/policy/reference.py: the error and the memory)."""
+        self.merged_adapters.append(self.adapter_state_dict())
+        merge_and_zero(self.lora_layers(), self.merge_remainders)
+        if self.vllm is not None:
+            self.vllm.rebuild()
+
+    @torch.no_grad()
+    def replay_merges(self, merged_adapters: list[dict[str, torch.Tensor]]) -> None:
+        """Rebuild the refreshed base weights from a checkpoint's merge history (same ops, same order,
+        so the result is bitwise identical on the same device)."""
+        for state in merged_adapters:
+            self.load_adapter_state_dict(state)
+            merge_and_zero(self.lora_layers(), self.merge_remainders)
+        self.merged_adapters = [dict(s) for s in merged_adapters]
+
+
+def load_policy(
+    model_name_or_path: str | None = None,
+    task: Task | None = None,
+    tiny: dict | None = None,
+    warm_start: dict | None = None,
+    cache_dir: str = "~/.cache/laser",
+    prebuilt: str | None = None,
+    **policy_kwargs,
+) -> Policy:
+    """The policy a config names: a hub id or local folder, a model built from a PyPI wheel
+    (`prebuilt`), or (with `tiny`) a small Llama built locally for the task; then, if `warm_start.steps > 0`, a supervised warm start on the task's
+    train split, cached on disk so the next run skips it."""
+    from laser.policy.warm_start import warm_start as run_warm_start
+    from laser.tiny import build_tiny_causal_lm
+
+    if prebuilt == "smollm2_135m":
+        from laser.tiny import build_smollm2_135m
+
+        model_name_or_path = build_smollm2_135m(cache_dir)
+    elif prebuilt is not None:
+        raise LaserConfigError(f"policy.prebuilt={prebuilt!r}; choose smollm2_135m or null")
+    if tiny:
+        if task is None:
+            raise LaserConfigError("policy.tiny builds a model for a task, but no task was given")
+        model_name_or_path = build_tiny_causal_lm(cache_dir, task, **tiny)
+    if not model_name_or_path:
+        raise LaserConfigError("policy.model_name_or_path is empty: give a hub id or a local model folder")
+    if warm_start and warm_start.get("steps", 0) > 0:
+        if task is None:
+            raise LaserConfigError("policy.warm_start needs a task to train on")
+        model_name_or_path = run_warm_start(model_name_or_path, task, cache_dir, **warm_start)
+    return Policy(model_name_or_path, **policy_kwargs)

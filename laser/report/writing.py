@@ -1,0 +1,142 @@
+"""The files of a sweep report: `report.md`, `report.csv`, `report.json` and the plots, from the table
+(`laser.report.tables`) and the pseudo-regret (`laser.report.regret`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from laser.report.jobs import Job, load_sweep
+from laser.report.plots import write_plots
+from laser.report.regret import regret_curves, regret_summary
+from laser.report.stats import Summary, is_nan
+from laser.report.tables import build_table
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if value is None or is_nan(value) else f"{value:.{digits}f}"
+
+
+def _mean_std(s: Summary, digits: int = 3) -> str:
+    return _fmt(s.mean, digits) if s.n < 2 else f"{_fmt(s.mean, digits)} ± {_fmt(s.std, digits)}"
+
+
+def _interval(s: Summary, digits: int = 3) -> str:
+    return "–" if s.n < 2 else f"[{_fmt(s.ci_low, digits)}, {_fmt(s.ci_high, digits)}]"
+
+
+def _summary_cell(s: Summary) -> str:
+    """`mean ± std [CI] (n=…)`, or just `mean (n=1)` for one seed."""
+    return f"{_mean_std(s)} (n={s.n})" if s.n < 2 else f"{_mean_std(s)} {_interval(s)} (n={s.n})"
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _accuracy_section(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    tasks = list(table)
+    rows_order = list(dict.fromkeys(row for task in tasks for row in table[task]))
+    rows = [[row] + [_summary_cell(table[t][row]["accuracy"]) if row in table[t] else "–" for t in tasks]
+            for row in rows_order]
+    lines = ["## Final test accuracy", "",
+             "Mean ± std over seeds, [95% Student-t confidence interval], n = seeds. Jobs sharing method,",
+             "task and seed are averaged first. `before preference training` is the same jobs at iteration 0:",
+             "`(SFT: N steps)` after N supervised warm-start steps on the task's training targets, `(no warm",
+             "start)` the policy as loaded (a base model is not the paper's SFT baseline).",
+             ""] + _markdown_table(["method"] + tasks, rows)
+    for task, cells in table.items():
+        categories = list(next(iter(cells.values()))["categories"])
+        header = ["method", "accuracy", "95% CI", "seeds"] + categories + ["RM calls / run", "wall s / run"]
+        rows = [[row, _mean_std(c["accuracy"]), _interval(c["accuracy"]), str(c["accuracy"].n)]
+                + [_mean_std(c["categories"][k]) for k in categories]
+                + [_fmt(c.get("rm_calls_per_run"), 0), _fmt(c.get("wall_seconds_per_run"), 1)]
+                for row, c in cells.items()]
+        lines += ["", f"### {task}", ""] + _markdown_table(header, rows)
+    return lines
+
+
+def _regret_section(means: dict[str, dict[str, dict[str, float]]], summary: dict[str, dict[str, Summary]]) -> list[str]:
+    lines = ["", "## Pseudo-regret", "",
+             "A pseudo-regret estimated from the sweep's own decisions: per task and category, each RM's mean",
+             "gold pair accuracy (fraction of a decision's pairs whose chosen response is right and rejected",
+             "wrong) over all decisions in the sweep that used it alone; the oracle arm is the best RM. A",
+             "decision adds the oracle's mean minus its RM's mean for its majority category. Rarely chosen",
+             "RMs have noisy means. Final cumulative pseudo-regret per run, mean ± std over seeds:", ""]
+    rows = [[task, method, _mean_std(s, 2), _interval(s, 2), str(s.n)]
+            for task, by_method in summary.items() for method, s in by_method.items()]
+    lines += _markdown_table(["task", "method", "pseudo-regret", "95% CI", "seeds"], rows) + [""]
+    rows = [[task, category, max(arms, key=arms.get), ", ".join(f"{a} {v:.2f}" for a, v in arms.items())]
+            for task, by_category in means.items() for category, arms in by_category.items()]
+    return lines + _markdown_table(["task", "category", "oracle RM", "mean gold pair accuracy"], rows)
+
+
+def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table: dict[str, Any],
+                    means: dict[str, Any], regret: dict[str, dict[str, Summary]]) -> str:
+    """report.md: the accuracy tables, the pseudo-regret (if any) and the skipped jobs."""
+    lines = ["# LASeR sweep report", "",
+             f"Sweep `{sweep_dir}`: {len(jobs)} complete jobs, {len(skipped)} skipped.", ""]
+    lines += _accuracy_section(table)
+    if regret:
+        lines += _regret_section(means, regret)
+    if skipped:
+        lines += ["", "## Skipped jobs (incomplete: `complete` is false)", ""] + [f"- `{p}`" for p in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
+    """report.csv: one row per method, a column group per task (`<task>/accuracy_mean`, ...)."""
+    rows: dict[str, dict[str, Any]] = defaultdict(dict)
+    for task, cells in table.items():
+        for row, cell in cells.items():
+            out = rows[row]
+            for stat, value in asdict(cell["accuracy"]).items():
+                out[f"{task}/accuracy_{stat}"] = value
+            for category, s in cell["categories"].items():
+                out[f"{task}/accuracy/{category}_mean"] = s.mean
+                out[f"{task}/accuracy/{category}_std"] = s.std
+            out[f"{task}/rm_calls_per_run"] = cell.get("rm_calls_per_run")
+            out[f"{task}/wall_seconds_per_run"] = cell.get("wall_seconds_per_run")
+    columns = list(dict.fromkeys(k for out in rows.values() for k in out))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["method"] + columns)
+        writer.writeheader()
+        for row, out in rows.items():
+            writer.writerow({"method": row, **{k: "" if v is None or is_nan(v) else v for k, v in out.items()}})
+
+
+def _json_ready(value: Any) -> Any:
+    """Summaries as dicts and NaN as null, so report.json is strict JSON."""
+    if isinstance(value, Summary):
+        return _json_ready(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return None if is_nan(value) else value
+
+
+def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> list[Path]:
+    """Read the sweep, write report.md/.csv/.json and the plots into `out_dir` (default: the sweep
+    folder); returns the files written."""
+    sweep_dir = Path(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else sweep_dir
+    jobs, skipped = load_sweep(sweep_dir)
+    if not jobs:
+        raise FileNotFoundError(f"no complete job (results.json with complete=true) under {sweep_dir}")
+    out.mkdir(parents=True, exist_ok=True)
+    table = build_table(jobs)
+    means, curves = regret_curves(jobs)
+    regret = regret_summary(curves)
+    files = [out / "report.md", out / "report.csv", out / "report.json"]
+    files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret))
+    write_csv(table, files[1])
+    payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
+               "table": table, "pseudo_regret": {"arm_means": means, "final": regret}}
+    files[2].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
+    return files + write_plots(jobs, out, curves)

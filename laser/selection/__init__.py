@@ -1,0 +1,1 @@
+"""Choosing reward models: every selector (bandits and baselines), what the bandit sees, the reward normaliser."""
