@@ -1,6 +1,7 @@
 """Validate the composed config before any work: types and ranges of every knob a user types.
 
-One rule per key: (dotted key, predicate, what is valid). The first broken rule becomes one line:
+One rule per dotted key (`RULES`: predicate, what is valid), used by the entry points on the composed
+config and by the classes that take those knobs. The first broken rule becomes one line:
 `config laser.num_samples=1: must be an integer >= 2`. Choices of config groups (bandit=..., task=...)
 are checked on the command line, before Hydra composes anything (`check_group_choices`).
 """
@@ -15,6 +16,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from laser.errors import LaserConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the config groups `python -m laser.run` composes
 
 
 def _integer(minimum: int) -> Callable[[Any], bool]:
@@ -38,52 +41,67 @@ def _one_of(*choices: Any) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
-RULES: list[tuple[str, Callable[[Any], bool], str]] = [
-    ("seed", _integer(0), "an integer >= 0"),
-    ("num_threads", _optional(_integer(1)), "null or an integer >= 1"),
-    ("stop_after_iteration", _optional(_integer(1)), "null or an integer >= 1"),
-    ("laser.iterations", _integer(1), "an integer >= 1"),
-    ("laser.num_samples", _integer(2), "an integer >= 2 (pairs need two responses)"),
-    ("laser.pairs_per_prompt", _integer(1), "an integer >= 1"),
-    ("laser.beta", _number(0, low_open=True), "a number > 0"),
-    ("laser.label_smoothing", _number(0, 0.5, high_open=True), "a number in [0, 0.5)"),
-    ("laser.nll_weight", _number(0), "a number >= 0"),
-    ("laser.lr", _number(0, low_open=True), "a number > 0"),
-    ("laser.weight_decay", _number(0), "a number >= 0"),
-    ("laser.max_grad_norm", _number(0), "a number >= 0 (0 disables clipping)"),
-    ("laser.log_samples_every", _integer(0), "an integer >= 0 (0 disables)"),
-    ("laser.on_rm_fault", _one_of("skip", "penalise"), "skip or penalise"),
-    ("data.batch_size", _integer(1), "an integer >= 1"),
-    ("data.steps_per_iteration", _integer(1), "an integer >= 1"),
-    ("data.eval_batch_size", _integer(1), "an integer >= 1"),
-    ("data.eval_limit", _optional(_integer(1)), "null or an integer >= 1"),
-    ("policy.temperature", _number(0, low_open=True), "a number > 0"),
-    ("policy.top_p", _number(0, 1, low_open=True), "a number in (0, 1]"),
-    ("policy.max_new_tokens", _integer(1), "an integer >= 1"),
-    ("policy.max_prompt_tokens", _integer(1), "an integer >= 1"),
-    ("policy.dtype", _one_of("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
-     "one of float32, bfloat16, float16"),
-    ("policy.generation_backend", _one_of("hf", "vllm"), "hf or vllm"),
-    ("policy.activation_checkpointing", lambda v: isinstance(v, bool), "true or false"),
-    ("reward_normaliser.low_quantile", _number(0, 1), "a number in [0, 1]"),
-    ("reward_normaliser.high_quantile", _number(0, 1), "a number in [0, 1]"),
-    ("bandit.granularity", _one_of("batch", "instance"), "batch or instance"),
-    ("bandit.context", _one_of("last_token", "mean_embedding", "sentence_encoder"),
-     "last_token, mean_embedding or sentence_encoder"),
-    ("bandit.context_dim", _optional(_integer(1)), "null or an integer >= 1"),
-    ("bandit.alpha", _number(0), "a number >= 0"),
-]
+# One rule per key: (predicate, what is valid). The entry points check the composed config against it
+# (`check_config`); the classes that take these knobs check their arguments against the same rules
+# (`check_values`), so a knob has one range wherever it is checked.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (_integer(0), "an integer >= 0"),
+    "num_threads": (_optional(_integer(1)), "null or an integer >= 1"),
+    "stop_after_iteration": (_optional(_integer(1)), "null or an integer >= 1"),
+    "laser.iterations": (_integer(1), "an integer >= 1"),
+    "laser.num_samples": (_integer(2), "an integer >= 2 (pairs need two responses)"),
+    "laser.pairs_per_prompt": (_integer(1), "an integer >= 1"),
+    "laser.beta": (_number(0, low_open=True), "a number > 0"),
+    "laser.label_smoothing": (_number(0, 0.5, high_open=True), "a number in [0, 0.5)"),
+    "laser.nll_weight": (_number(0), "a number >= 0"),
+    "laser.lr": (_number(0, low_open=True), "a number > 0"),
+    "laser.weight_decay": (_number(0), "a number >= 0"),
+    "laser.max_grad_norm": (_number(0), "a number >= 0 (0 disables clipping)"),
+    "laser.log_samples_every": (_integer(0), "an integer >= 0 (0 disables)"),
+    "laser.on_rm_fault": (_one_of("skip", "penalise"), "skip or penalise"),
+    "data.batch_size": (_integer(1), "an integer >= 1"),
+    "data.steps_per_iteration": (_integer(1), "an integer >= 1"),
+    "data.eval_batch_size": (_integer(1), "an integer >= 1"),
+    "data.eval_limit": (_optional(_integer(1)), "null or an integer >= 1"),
+    "policy.temperature": (_number(0, low_open=True), "a number > 0"),
+    "policy.top_p": (_number(0, 1, low_open=True), "a number in (0, 1]"),
+    "policy.max_new_tokens": (_integer(1), "an integer >= 1"),
+    "policy.max_prompt_tokens": (_integer(1), "an integer >= 1"),
+    "policy.dtype": (_one_of("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
+                     "one of float32, bfloat16, float16"),
+    "policy.generation_backend": (_one_of("hf", "vllm"), "hf or vllm"),
+    "policy.activation_checkpointing": (lambda v: isinstance(v, bool), "true or false"),
+    "reward_normaliser.low_quantile": (_number(0, 1), "a number in [0, 1]"),
+    "reward_normaliser.high_quantile": (_number(0, 1), "a number in [0, 1]"),
+    "bandit.granularity": (_one_of("batch", "instance"), "batch or instance"),
+    "bandit.alpha": (_number(0), "a number >= 0"),
+    "context.dim": (_optional(_integer(1)), "null or an integer >= 1"),
+    # conf/bestofn.yaml (python -m laser.bestofn)
+    "num_samples": (_integer(2), "an integer >= 2 (best-of-n needs answers to choose from)"),
+    "batch_size": (_integer(1), "an integer >= 1"),
+}
+
+
+def check_values(group: str, **values: Any) -> None:
+    """Raise the one-line `LaserConfigError` of the first `<group>.<name>` value that breaks its rule,
+    e.g. `check_values("laser", num_samples=1)` -> `config laser.num_samples=1: must be an integer >= 2 ...`."""
+    for name, value in values.items():
+        _check(f"{group}.{name}", value)
+
+
+def _check(key: str, value: Any) -> None:
+    valid, description = RULES[key]
+    if not valid(value):
+        raise LaserConfigError(f"config {key}={value!r}: must be {description}")
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise a one-line LaserConfigError for the first knob outside its valid range."""
     missing = object()
-    for key, valid, description in RULES:
+    for key in RULES:
         value = OmegaConf.select(cfg, key, default=missing)
-        if value is missing:  # the knob does not exist in this composition (another policy or bandit)
-            continue
-        if not valid(value):
-            raise LaserConfigError(f"config {key}={value!r}: must be {description}")
+        if value is not missing:  # else the knob does not exist in this composition (another policy or bandit)
+            _check(key, value)
     low = OmegaConf.select(cfg, "reward_normaliser.low_quantile", default=0.0)
     high = OmegaConf.select(cfg, "reward_normaliser.high_quantile", default=1.0)
     if low >= high:
@@ -95,18 +113,6 @@ def check_config(cfg: DictConfig) -> None:
     models = OmegaConf.select(cfg, "rm_pool.models", default=None)
     if models is not None and not [name for name, rm in models.items() if rm is not None]:
         raise LaserConfigError("config rm_pool.models is empty: the pool needs at least one RM (K >= 1)")
-
-
-def check_hyperparameters(num_samples: int, pairs_per_prompt: int, beta: float, lr: float, nll_weight: float) -> None:
-    """Raise a one-line `LaserConfigError` for `laser.*` values the step cannot run with (cheap, so the
-    entry point calls it before loading any model)."""
-    if num_samples < 2:
-        raise LaserConfigError(f"laser.num_samples={num_samples} must be >= 2 (pairs need two responses)")
-    if pairs_per_prompt < 1:
-        raise LaserConfigError(f"laser.pairs_per_prompt={pairs_per_prompt} must be >= 1")
-    if beta <= 0 or lr <= 0 or nll_weight < 0:
-        raise LaserConfigError(f"need laser.beta > 0, laser.lr > 0, laser.nll_weight >= 0; got beta={beta}, "
-                               f"lr={lr}, nll_weight={nll_weight}")
 
 
 def unknown_group_choice(argv: list[str], conf_dir: Path) -> str | None:

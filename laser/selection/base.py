@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 
+from laser.config.checks import check_values
 from laser.errors import LaserConfigError
-
-GRANULARITIES = ("batch", "instance")
 
 
 def check_at_least(name: str, value: float, minimum: float = 0) -> None:
@@ -84,8 +83,7 @@ class Selector(ABC):
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, granularity: str = "batch") -> None:
         if num_arms < 1:
             raise ValueError(f"num_arms must be >= 1, got {num_arms}")
-        if granularity not in GRANULARITIES:
-            raise LaserConfigError(f"bandit.granularity={granularity!r}; choose one of {list(GRANULARITIES)}")
+        check_values("bandit", granularity=granularity)
         self.num_arms = num_arms
         self.arm_names = list(arm_names) if arm_names is not None else [f"rm{k}" for k in range(num_arms)]
         self.granularity = granularity
