@@ -13,11 +13,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from laser.config.instantiate import instantiate
 from laser.selection.base import Selection
-from laser.selection.build import build_selector
-from laser.selection.linucb import LinUCB, sherman_morrison_update, ucb_scores
+from laser.selection.linucb import LinUCB, ucb_scores
 from laser.selection.normaliser import QuantileNormaliser
 from laser.selection.random_choice import RandomSelector
+from laser.selection.ridge import sherman_morrison_update
 from laser.selection.single import SingleRM
 
 E1, E2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
@@ -241,10 +242,9 @@ def test_bandit_yamls_instantiate_with_pool_supplied_by_caller(name: str, cls: t
     assert "num_arms" not in OmegaConf.load(CONF / f"{name}.yaml")  # the pool supplies these
     assert "arm_names" not in OmegaConf.load(CONF / f"{name}.yaml")
     cfg = compose_bandit(name)
-    assert cfg.granularity == "batch" and cfg.context == "last_token"  # the shared selector options
-    selector, context = build_selector(cfg, num_arms=2, arm_names=["a", "b"])
+    assert cfg.granularity == "batch" and "context" not in cfg  # the shared selector option; context is its own group
+    selector = instantiate(cfg, num_arms=2, arm_names=["a", "b"], _convert_="all")
     assert isinstance(selector, cls) and selector.arm_names == ["a", "b"]
-    assert context["kind"] == "last_token"
     assert selector.select(E1).arm in (0, 1)
     if name == "linucb":
         assert (selector.alpha, selector.ridge_lambda) == (1.0, 1.0)  # embedded scale; experiments set 0.1

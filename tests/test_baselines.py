@@ -11,9 +11,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from laser.config.instantiate import instantiate
 from laser.selection.agreement_ensemble import AgreementEnsemble
 from laser.selection.base import Selection, StepFeedback
-from laser.selection.build import build_selector
 from laser.selection.exp3 import EXP3
 from laser.selection.online_ensemble import OnlineEnsemble
 from laser.selection.score_ensemble import ScoreEnsemble
@@ -207,8 +207,9 @@ def test_new_bandit_yamls_compose_and_build(name: str) -> None:
     cfg = compose_bandit([f"bandit={name}"] + (["rm_pool=reasoning_7b"] if name == "single_3" else []))
     assert "num_arms" not in cfg.bandit and "arm_names" not in cfg.bandit
     names = list(cfg.rm_pool.models)
-    selector, context = build_selector(cfg.bandit, num_arms=len(names), arm_names=names)
-    assert selector.arm_names == names and selector.granularity == "batch" and context["kind"] == "last_token"
+    selector = instantiate(cfg.bandit, num_arms=len(names), arm_names=names, _convert_="all")
+    assert selector.arm_names == names and selector.granularity == "batch"
+    assert cfg.context._target_ == "laser.selection.context.LastTokenContext"  # the default context, its own group
     assert all(0 <= a < len(names) for a in selector.select(X).arms)
     if name.startswith("single_"):
         assert isinstance(selector, SingleRM) and selector.fixed_arm == int(name[-1])
@@ -221,6 +222,6 @@ def test_bandit_oracle_adds_the_verifier_arm_and_selects_it(pool: str) -> None:
     names = list(cfg.rm_pool.models)
     assert names == list(base.rm_pool.models) + ["oracle"]
     assert cfg.rm_pool.models.oracle._target_ == "laser.rewards.verifier.VerifierRM"
-    selector, _ = build_selector(cfg.bandit, num_arms=len(names), arm_names=names)
+    selector = instantiate(cfg.bandit, num_arms=len(names), arm_names=names, _convert_="all")
     assert isinstance(selector, SingleRM) and selector.select(X).arm == len(names) - 1
     assert cfg.bandit.granularity == "batch"  # the shared selector options are composed in

@@ -20,7 +20,7 @@ from laser.run import run
     ("data.batch_size=0", "config data.batch_size=0"),
     ("bandit.alpha=-1", "config bandit.alpha=-1: must be a number >= 0"),
     ("bandit.granularity=prompt", "bandit.granularity='prompt': must be batch or instance"),
-    ("bandit.context=pooled", "bandit.context='pooled'"),
+    ("context.dim=0", "config context.dim=0: must be null or an integer >= 1"),
     ("reward_normaliser.low_quantile=0.9", "low_quantile=0.9 must be below high_quantile=0.8"),
 ])
 def test_bad_knobs_fail_before_any_work_in_one_line(override, message, make_config, tmp_path, monkeypatch):

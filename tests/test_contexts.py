@@ -1,4 +1,4 @@
-"""Bandit contexts (`bandit.context=`, `bandit.context_dim=`) and per-instance selection."""
+"""Bandit contexts (`context=`, `context.dim=`) and per-instance selection."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
+from laser.config.checks import CONF_DIR, unknown_group_choice
 from laser.errors import LaserConfigError
 from laser.policy.policy import Policy
 from laser.run import run
-from laser.selection.context import ContextEncoder
+from laser.selection.context import LastTokenContext, MeanEmbeddingContext, SentenceEncoderContext
 from laser.tasks.arithmetic import Arithmetic
 from laser.tiny import build_tiny_causal_lm, build_tokenizer
 
@@ -26,7 +27,7 @@ def policy(tmp_path_factory):
 
 def test_last_token_context_is_the_unit_normalised_policy_embedding(policy):
     encoded = policy.encode(PROMPTS)
-    contexts = ContextEncoder("last_token")(policy, encoded, PROMPTS)
+    contexts = LastTokenContext()(policy, encoded, PROMPTS)
     expected = torch.nn.functional.normalize(policy.embed(encoded), dim=-1)
     assert torch.allclose(contexts, expected, atol=1e-6)
     assert torch.allclose(contexts.norm(dim=-1), torch.ones(3), atol=1e-6)
@@ -34,7 +35,7 @@ def test_last_token_context_is_the_unit_normalised_policy_embedding(policy):
 
 def test_mean_embedding_context_averages_input_embeddings_over_real_tokens(policy):
     encoded = policy.encode(PROMPTS)
-    contexts = ContextEncoder("mean_embedding")(policy, encoded, PROMPTS)
+    contexts = MeanEmbeddingContext()(policy, encoded, PROMPTS)
     table = policy.model.get_input_embeddings().weight
     for i, prompt in enumerate(PROMPTS):  # by hand, from the unpadded ids
         ids = policy.tokenizer(prompt)["input_ids"]
@@ -44,12 +45,12 @@ def test_mean_embedding_context_averages_input_embeddings_over_real_tokens(polic
 
 def test_random_projection_is_seeded_and_has_the_requested_dimension(policy):
     encoded = policy.encode(PROMPTS)
-    a = ContextEncoder("last_token", context_dim=5, seed=1)(policy, encoded, PROMPTS)
-    b = ContextEncoder("last_token", context_dim=5, seed=1)(policy, encoded, PROMPTS)
-    c = ContextEncoder("last_token", context_dim=5, seed=2)(policy, encoded, PROMPTS)
+    a = LastTokenContext(dim=5, seed=1)(policy, encoded, PROMPTS)
+    b = LastTokenContext(dim=5, seed=1)(policy, encoded, PROMPTS)
+    c = LastTokenContext(dim=5, seed=2)(policy, encoded, PROMPTS)
     assert a.shape == (3, 5) and torch.equal(a, b) and not torch.allclose(a, c)
     state = torch.random.get_rng_state()
-    ContextEncoder("last_token", context_dim=5, seed=3)(policy, encoded, PROMPTS)
+    LastTokenContext(dim=5, seed=3)(policy, encoded, PROMPTS)
     assert torch.equal(state, torch.random.get_rng_state())  # the run's RNG is untouched
 
 
@@ -62,19 +63,25 @@ def test_sentence_encoder_context_from_a_local_folder(policy, tmp_path):
     BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    contexts = ContextEncoder("sentence_encoder", context_encoder=str(folder))(policy, policy.encode(PROMPTS), PROMPTS)
+    contexts = SentenceEncoderContext(str(folder))(policy, policy.encode(PROMPTS), PROMPTS)
     assert contexts.shape == (3, 16) and torch.allclose(contexts.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert not torch.allclose(contexts[0], contexts[1])
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"kind": "hidden"}, "bandit.context='hidden'"),
-    ({"kind": "sentence_encoder"}, "context_encoder"),
-    ({"kind": "last_token", "context_dim": 0}, "context_dim"),
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: SentenceEncoderContext(), "context.model_name_or_path"),
+    (lambda: LastTokenContext(dim=0), "context.dim=0"),
+    (lambda: MeanEmbeddingContext(dim=2.5), "context.dim=2.5"),
 ])
-def test_bad_context_options_are_one_line_errors(kwargs, match):
+def test_bad_context_options_are_one_line_errors(make, match):
     with pytest.raises(LaserConfigError, match=match):
-        ContextEncoder(**kwargs)
+        make()
+
+
+def test_an_unknown_context_is_one_line_naming_the_choices():
+    problem = unknown_group_choice(["context=hidden"], CONF_DIR)
+    assert problem.startswith("context=hidden: no such choice in conf/context/")
+    assert "last_token, mean_embedding, sentence_encoder" in problem
 
 
 def test_instance_granularity_makes_one_decision_per_prompt(make_config, tmp_path):

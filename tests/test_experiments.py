@@ -57,7 +57,7 @@ def test_experiment_runs_one_tiny_job(name, make_config, tmp_path):
         if not (DATA_DIR / LOCAL_DATA[task]).exists():
             pytest.skip(f"benchmark data not found at {DATA_DIR / LOCAL_DATA[task]}")
         overrides.append(f"task.data_dir={DATA_DIR / LOCAL_DATA[task]}")
-        if any(o.startswith("bandit.context=sentence_encoder") for o in overrides):
+        if any(o.startswith("context=sentence_encoder") for o in overrides):
             pytest.skip("the sentence-encoder context needs a local encoder folder")
     out = tmp_path / name
     results = run(make_config(overrides, output_dir=out), out)

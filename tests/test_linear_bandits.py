@@ -13,8 +13,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from laser.config.instantiate import instantiate
 from laser.selection.base import Selection, Selector
-from laser.selection.build import build_selector
 from laser.selection.discounted_linucb import DiscountedLinUCB
 from laser.selection.eps_greedy import EpsilonGreedy, epsilon_schedule
 from laser.selection.lints import LinTS
@@ -300,9 +300,8 @@ def test_yaml_composes_and_builds(name: str, cls: type) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"bandit={name}"]).bandit
     assert "num_arms" not in cfg and "arm_names" not in cfg and cfg.granularity == "batch"
-    selector, context = build_selector(cfg, num_arms=3, arm_names=["a", "b", "c"])
+    selector = instantiate(cfg, num_arms=3, arm_names=["a", "b", "c"], _convert_="all")
     assert isinstance(selector, cls) and selector.arm_names == ["a", "b", "c"]
-    assert context["kind"] == "last_token"
     sel = selector.select(torch.tensor([1.0, 0.0, 0.0]))
     selector.update(sel, torch.tensor([1.0, 0.0, 0.0]), 0.5)
     assert sel.arm in (0, 1, 2) and set(selector.diagnostics()) >= {"count/a", "count/b", "count/c"}

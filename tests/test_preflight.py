@@ -42,7 +42,7 @@ def test_every_model_reference_is_found_and_the_context_encoder_only_where_used(
                                   "b": {"base": {"model_name_or_path": "/x/rm-b", "tokenizer_name_or_path": "/x/tok"}},
                                   "c": {"_target_": "laser.rewards.verifier.VerifierRM"}}},
            "task": {"judge": {"rm": {"model_name_or_path": "org/judge", "reference_name_or_path": "org/ref"}}},
-           "bandit": {"context": "last_token", "context_encoder": "/enc"}}
+           "context": {"_target_": "laser.selection.context.LastTokenContext", "dim": None}}
     found = list(model_references(cfg))
     assert found == [("policy.model_name_or_path", "org/policy", "model"),
                      ("rm_pool.models.a.model_name_or_path", "org/rm-a", "model"),
@@ -50,8 +50,8 @@ def test_every_model_reference_is_found_and_the_context_encoder_only_where_used(
                      ("rm_pool.models.b.base.tokenizer_name_or_path", "/x/tok", "tokenizer"),
                      ("task.judge.rm.model_name_or_path", "org/judge", "model"),
                      ("task.judge.rm.reference_name_or_path", "org/ref", "weights")]
-    cfg["bandit"]["context"] = "sentence_encoder"
-    assert ("bandit.context_encoder", "/enc", "model") in list(model_references(cfg))
+    cfg["context"] = {"_target_": "laser.selection.context.SentenceEncoderContext", "model_name_or_path": "/enc"}
+    assert ("context.model_name_or_path", "/enc", "model") in list(model_references(cfg))
 
 
 def test_a_local_folder_must_hold_config_tokenizer_and_safetensors(tmp_path):

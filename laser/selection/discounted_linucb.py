@@ -14,7 +14,7 @@ paper, the bonus is scaled by a fixed `alpha` (as in LinUCB), not by its beta_t 
 in practice and needs a bound on ||theta||. gamma=1 is exactly LinUCB (Vt = V).
 
 Cost: the lambda I term is not rank one, so every update recomputes all K inverses by Cholesky,
-O(K d^3) (LinUCB is O(d^2)). With LLM hidden states (d=4096) that is slow; set `context_dim` (a random
+O(K d^3) (LinUCB is O(d^2)). With LLM hidden states (d=4096) that is slow; set `context.dim` (a random
 projection, e.g. 64) to keep d small.
 """
 

@@ -5,7 +5,7 @@ theta_k ~ N(theta_hat_k, v^2 A_k^{-1}) and the arm whose draw scores the context
 chosen. Exploration comes from the spread of the posterior rather than from a bonus, so an arm is tried in
 proportion to the chance that it is best, and the choice has a propensity (useful for off-policy logs).
 
-Cost per batch: a Cholesky factor of every A_k^{-1}, O(K d^3); keep d small with `context_dim` (a random
+Cost per batch: a Cholesky factor of every A_k^{-1}, O(K d^3); keep d small with `context.dim` (a random
 projection) when contexts are LLM hidden states.
 """
 
