@@ -5,7 +5,7 @@
     python -m laser.bestofn -m bandit=linucb,random,score_ensemble,single_0,single_1,single_2
 
 For each batch of questions, top to bottom:
-  1. contexts: the bandit's view of each question (`ContextEncoder`, as in training runs);
+  1. contexts: the bandit's view of each question (the `context` group, as in training runs);
   2. ONE decision per question (`bandit.granularity` is forced to "instance");
   3. n answers per question from one batched `generate` call (`num_samples`), each cut to its first
      line (`LongContextQA.extract_answer`): what the RMs score and F1 grades;
@@ -46,9 +46,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from laser.config.checks import CONF_DIR, check_config, check_group_choices
 from laser.config.instantiate import instantiate
 from laser.errors import LaserConfigError
-from laser.run import method_label, prepare_output_dir  # also registers the run-dir resolvers
+from laser.runs.files import write_json_atomically
+from laser.runs.folder import prepare_output_dir, run_job
+from laser.runs.results import method_label
 from laser.selection.base import StepFeedback
 from laser.step.decisions import Decision, decide, score_decisions
 from laser.tasks.longcontext import gold_answers
@@ -76,10 +79,7 @@ def check_settings(cfg: DictConfig) -> None:
     """Fail before any model loads on a bad knob; force one bandit decision per question."""
     if cfg.reward not in REWARDS:
         raise LaserConfigError(f"reward={cfg.reward!r} is not one of {list(REWARDS)}")
-    for key, least in (("num_samples", 2), ("batch_size", 1)):
-        value = cfg.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise LaserConfigError(f"{key}={value!r} must be an integer >= {least}")
+    check_config(cfg)  # every knob's type and range (conf/bestofn.yaml's own: num_samples, batch_size)
     if cfg.get("resume"):
         raise LaserConfigError("best-of-n runs cannot be resumed (nothing is checkpointed): rerun without resume=")
     if cfg.bandit.get("granularity", "instance") != "instance":
@@ -90,16 +90,13 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
-    """Task, RM pool, selector (one decision per question), context encoder, normaliser, policy."""
-    from laser.selection.build import build_selector
-    from laser.selection.context import ContextEncoder
-
+    """Task, RM pool, selector (one decision per question), context, normaliser, policy."""
     task = instantiate(cfg.task)
     if not hasattr(task, "f1"):
         raise LaserConfigError(f"task {task.name!r} does not grade by F1; best-of-n needs task=hotpotqa or longbench")
     pool = instantiate(cfg.rm_pool, _convert_="all")
-    selector, context_options = build_selector(cfg.bandit, num_arms=len(pool), arm_names=pool.names)
-    encoder = ContextEncoder(**context_options, seed=cfg.seed)
+    selector = instantiate(cfg.bandit, num_arms=len(pool), arm_names=pool.names, _convert_="all")
+    context = instantiate(cfg.context)
     normaliser = instantiate(cfg.reward_normaliser)
     examples = task.test_examples()
     if not examples:
@@ -109,7 +106,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         raise LaserConfigError("policy.warm_start needs training rows: set task.train_limit > 0 (with a "
                                "task.limit below the file size) or policy.warm_start.steps=0")
     policy = instantiate(cfg.policy, task=task, _convert_="all")  # last: loading may take minutes
-    return {"task": task, "pool": pool, "selector": selector, "encoder": encoder, "normaliser": normaliser,
+    return {"task": task, "pool": pool, "selector": selector, "context": context, "normaliser": normaliser,
             "examples": examples, "policy": policy}
 
 
@@ -118,7 +115,7 @@ def answer_batch(parts: dict[str, Any], batch: list, n: int) -> dict[str, Any]:
     task, policy = parts["task"], parts["policy"]
     prompts = [task.format_prompt(example) for example in batch]
     encoded = policy.encode(prompts)
-    contexts = parts["encoder"](policy, encoded, prompts)
+    contexts = parts["context"](policy, encoded, prompts)
     decisions = decide(parts["selector"], contexts)
     samples = policy.sample(encoded, n)  # n per question, one generate call
     answers = [task.extract_answer(text) for text in samples.texts]
@@ -190,8 +187,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """One best-of-n job; returns the results payload (also written to `results.json`)."""
-    from laser.runs.results import write_json_atomically
-
     check_settings(cfg)
     cfg = prepare_output_dir(cfg, output_dir)
     random.seed(cfg.seed)
@@ -226,7 +221,7 @@ def results_payload(cfg: DictConfig, parts: dict[str, Any], tally: Tally, wall_s
     counts = {name: tally.selection_counts.get(name, 0) for name in pool.names}
     return {
         "seed": cfg.seed, "wall_seconds": wall_seconds, "complete": len(tally.rows) == len(parts["examples"]),
-        "method": method_label(cfg, parts["selector"]), "task": task.name, "primary_metric": task.primary_metric,
+        "method": method_label(cfg.get("method_name"), parts["selector"]), "task": task.name, "primary_metric": task.primary_metric,
         "data/skipped_rows": task.skipped_rows, "config": OmegaConf.to_container(cfg),
         "final": final,
         # As training runs write them, so laser.report's tables and plots read best-of-n sweeps too:
@@ -251,14 +246,9 @@ def _one_or_all(values: list | tuple) -> Any:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bestofn")
 def main(cfg: DictConfig) -> float | None:
-    from laser.run import run_job
-
     return run_job(run, cfg)
 
 
 if __name__ == "__main__":
-    from laser.config.checks import check_group_choices
-    from laser.run import CONF_DIR
-
     check_group_choices(CONF_DIR)
     main()

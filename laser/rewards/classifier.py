@@ -60,3 +60,12 @@ class ClassifierRM(LazyHFRewardModel):
         )
         logits = self.forward(self.model, encoded["input_ids"], encoded["attention_mask"]).logits
         return logits[:, self.score_index].float().cpu()
+
+
+def untrained_classifier_rm(cache_dir: str, seed: int = 0, batch_size: int = 64) -> ClassifierRM:
+    """The embedded pool's uninformative neural RM: a randomly initialised Llama classifier built locally
+    (`laser.tiny.build_untrained_classifier`), scored like any hub RM."""
+    from laser.tiny import build_untrained_classifier
+
+    path = build_untrained_classifier(cache_dir, seed=seed)
+    return ClassifierRM(path, batch_size=batch_size, max_length=256, use_chat_template=False)

@@ -1,7 +1,5 @@
-"""Checkpoints written atomically: to a temp file in the same folder, then renamed over the target.
-
-A run killed while writing leaves the previous checkpoint intact (a rename is atomic on POSIX
-filesystems), so `resume=` always finds a readable `last.ckpt`.
+"""Checkpoints written atomically (`laser.runs.files.replace_atomically`), so a run killed while writing
+leaves the previous checkpoint intact and `resume=` always finds a readable `last.ckpt`.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from laser.runs.files import replace_atomically
 from laser.runs.kill_switch import maybe_die
 
 
@@ -19,14 +18,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """`TorchCheckpointIO` with temp-file-and-rename writes (loading is unchanged: weights_only)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            with open(tmp, "rb") as handle:  # on disk before the rename makes it visible
+        def write(temp: Path) -> None:
+            super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, temp, storage_options)
+            with open(temp, "rb") as handle:  # on disk before the rename makes it visible
                 os.fsync(handle.fileno())
             maybe_die("checkpoint", int(checkpoint.get("epoch", -1)))  # fault-injection tests only
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)  # a failed write leaves no debris (and the old checkpoint)
+
+        replace_atomically(Path(path), write)

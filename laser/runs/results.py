@@ -1,55 +1,16 @@
-"""What a run writes for later tools: `selections.jsonl` (one line per bandit decision) and
-`results.json` (the contract in the README). Both are written atomically or append-only, so a killed
-run leaves readable files, and a resumed run rewinds `selections.jsonl` to its checkpoint.
+"""A run's results: `IterationTracker` accumulates each iteration's figures (losses, RM choices, tokens,
+phase times, skipped steps, RM faults) and closes them into the records of `results.json`, whose
+payload (the contract in the README) `results_payload` assembles; `method_label` names its row.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-
-
-def write_json_atomically(path: Path, payload: Any) -> None:
-    """Write JSON to a temp file in the same folder and rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Append one JSON line per row (append-only: a kill loses at most the line being written)."""
-    with open(path, "a") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-
-
-def rewind_selections(path: Path, keep_before_step: int) -> int:
-    """Drop lines of steps >= `keep_before_step` (they will be redone after a resume); returns kept."""
-    if not path.exists():
-        return 0
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] < keep_before_step:
-                kept.append(line)
-        except (ValueError, KeyError):  # a line cut short by a kill
-            continue
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
-    return len(kept)
 
 
 class IterationTracker:
@@ -74,9 +35,6 @@ class IterationTracker:
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time a phase of the step (embed, bandit, generate, score, train) into this iteration's record."""
-        from laser.runs.kill_switch import maybe_die
-
-        maybe_die(name, self.steps)  # fault-injection tests only (see laser/runs/kill_switch.py)
         started = time.perf_counter()
         try:
             yield
@@ -163,3 +121,13 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "skipped_steps": dict(tracker.skipped),
         "faults": dict(tracker.faults),
     }
+
+
+def method_label(method_name: str | None, selector: Any) -> str:
+    """The results-table row a run belongs to: `method_name` (the bandit choice by default; the
+    selector's class name without one), with single-RM runs named by their RM (`single:<rm>`) since
+    `bandit=single` covers several rows."""
+    label = str(method_name or type(selector).__name__)
+    if label.startswith("single") and hasattr(selector, "fixed_arm"):
+        return f"single:{selector.arm_names[selector.fixed_arm]}"
+    return label

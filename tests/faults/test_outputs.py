@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from laser.errors import LaserConfigError
-from laser.run import check_writable, run
+from laser.run import run
 from laser.runs.checkpoint_io import AtomicCheckpointIO
+from laser.runs.folder import check_writable
 
 
 def test_an_unwritable_output_folder_fails_in_one_line_before_any_work(make_config, tmp_path, monkeypatch):
@@ -61,7 +62,7 @@ def test_a_checkpoint_write_killed_midway_keeps_the_previous_checkpoint(tmp_path
 def test_two_jobs_never_share_a_run_folder(tmp_path):
     import os
 
-    from laser.run import claim_output_dir
+    from laser.runs.folder import claim_output_dir
 
     folder = tmp_path / "job0"
     folder.mkdir()
