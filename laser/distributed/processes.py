@@ -1,9 +1,10 @@
-"""How the processes of a multi-process run (trainer=ddp|fsdp) stay in step.
+"""How the processes of a multi-process run (trainer=ddp|fsdp) stay in step: the collectives laser uses.
 
 Every rank runs the LASeR step on its own share of the batch, so everything the bandit sees must be
-the same on every rank: one decision per step (rank 0's, broadcast), one fault verdict, counts summed
-over ranks. State that legitimately differs per rank (random streams, the RMs' noise streams, the
-rank's own counters) is checkpointed per rank, so a resumed run continues each rank where it stopped.
+the same on every rank: one decision per step (rank 0's, broadcast: `laser.step.decisions`), one
+fault verdict, counts summed over ranks. State that legitimately differs per rank (random streams,
+the RMs' noise streams, the rank's own counters) is checkpointed per rank, so a resumed run
+continues each rank where it stopped.
 Every function here is a collective when world_size > 1: call it on every rank, in the same order.
 """
 
@@ -13,17 +14,18 @@ from typing import Any
 
 import torch
 
-from laser.errors import LaserConfigError
-from laser.selection.base import Selector
-from laser.step.decisions import Decision, decide
+
+def ranks_where(trainer, flag: bool) -> int:
+    """How many ranks have `flag` true (`int(flag)` in a single process)."""
+    if trainer.world_size == 1:
+        return int(flag)
+    total = trainer.strategy.reduce(torch.tensor(float(flag), device=trainer.strategy.root_device), reduce_op="sum")
+    return int(total)
 
 
 def any_rank(trainer, flag: bool) -> bool:
     """True if `flag` is true on any rank (just `flag` in a single process)."""
-    if trainer.world_size == 1:
-        return flag
-    total = trainer.strategy.reduce(torch.tensor(float(flag), device=trainer.strategy.root_device), reduce_op="sum")
-    return bool(total > 0)
+    return ranks_where(trainer, flag) > 0
 
 
 def summed_counts(trainer, counts: dict[str, int]) -> dict[str, int]:
@@ -35,22 +37,15 @@ def summed_counts(trainer, counts: dict[str, int]) -> dict[str, int]:
     return {name: int(total) for name, total in zip(counts, totals.tolist(), strict=True)}
 
 
-def shared_decision(trainer, selector: Selector, contexts: torch.Tensor) -> tuple[list[Decision], int]:
-    """The selector's decisions, and how many ranks disagreed with rank 0. In several processes: one
-    decision for the global batch, made from the mean context of every rank's prompts, rank 0's
-    choice applied everywhere."""
-    if trainer.world_size == 1:
-        return decide(selector, contexts), 0
-    if selector.granularity != "batch":
-        raise LaserConfigError("bandit.granularity=instance is not supported with several processes "
-                               "(each rank would train its own bandit); use bandit.granularity=batch")
+def rows_of_every_rank(trainer, rows: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows [n, d], stacked in rank order into [world * n, d], on the CPU."""
     strategy = trainer.strategy
-    gathered = strategy.all_gather(contexts.to(strategy.root_device)).reshape(-1, contexts.shape[-1]).cpu()
-    decision = decide(selector, gathered)[0]
-    chosen = strategy.broadcast(decision.selection, src=0)
-    disagree = torch.tensor(float(chosen.arms != decision.selection.arms), device=strategy.root_device)
-    disagreeing = int(strategy.reduce(disagree, reduce_op="sum"))
-    return [Decision(list(range(len(contexts))), decision.context, chosen)], disagreeing
+    return strategy.all_gather(rows.to(strategy.root_device)).reshape(-1, rows.shape[-1]).cpu()
+
+
+def from_rank_zero(trainer, value: Any) -> Any:
+    """Rank 0's `value` on every rank."""
+    return trainer.strategy.broadcast(value, src=0)
 
 
 def from_every_rank(trainer, local: dict[str, Any]) -> list[dict[str, Any]]:

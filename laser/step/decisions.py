@@ -1,8 +1,9 @@
 """Bandit decisions within one LASeR step: who chooses for which prompts, and scoring by the choice.
 
 With `granularity=batch` (the paper) there is one decision for the whole batch, on the mean of the
-prompts' contexts; with `granularity=instance` there is one per prompt. Each chosen RM scores only
-the responses of the prompts that chose it, in one call.
+prompts' contexts; with `granularity=instance` there is one per prompt. With several processes the
+decision is made once for the global batch and shared (`shared_decision`). Each chosen RM scores
+only the responses of the prompts that chose it, in one call (`score_decisions`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from laser.distributed.processes import from_rank_zero, ranks_where, rows_of_every_rank
+from laser.errors import LaserConfigError
 from laser.rewards.base import ScoringBatch
 from laser.rewards.pool import RewardModelPool
 from laser.selection.base import Selection, Selector
@@ -33,6 +36,21 @@ def decide(selector: Selector, contexts: torch.Tensor) -> list[Decision]:
         return [Decision([i], contexts[i], selector.select(contexts[i])) for i in range(len(contexts))]
     context = F.normalize(contexts.mean(0), dim=0)
     return [Decision(list(range(len(contexts))), context, selector.select(context))]
+
+
+def shared_decision(trainer, selector: Selector, contexts: torch.Tensor) -> tuple[list[Decision], int]:
+    """The selector's decisions (`decide`), and how many ranks disagreed with rank 0. In several
+    processes: one decision for the global batch, made from the mean context of every rank's
+    prompts, rank 0's choice applied everywhere (a rank that chose otherwise is counted)."""
+    if trainer.world_size == 1:
+        return decide(selector, contexts), 0
+    if selector.granularity != "batch":
+        raise LaserConfigError("bandit.granularity=instance is not supported with several processes "
+                               "(each rank would train its own bandit); use bandit.granularity=batch")
+    decision = decide(selector, rows_of_every_rank(trainer, contexts))[0]
+    chosen = from_rank_zero(trainer, decision.selection)
+    disagreeing = ranks_where(trainer, chosen.arms != decision.selection.arms)
+    return [Decision(list(range(len(contexts))), decision.context, chosen)], disagreeing
 
 
 def score_decisions(pool: RewardModelPool, selector: Selector, decisions: list[Decision], batch: list[Example],
@@ -59,14 +77,3 @@ def score_decisions(pool: RewardModelPool, selector: Selector, decisions: list[D
         chosen = {arm: per_arm[arm][decision.prompts] for arm in decision.selection.arms}
         combined[decision.prompts] = selector.combine(chosen).view(len(decision.prompts), n)
     return combined, per_arm
-
-
-def gold_pair_accuracy(task: Task, batch: list[Example], responses: list[str], n: int,
-                       pairs: list[tuple[int, int, int]]) -> float | None:
-    """Fraction of pairs whose chosen response is right and rejected wrong by the gold answers
-    (None without pairs or gold answers): how good the chosen RM's preferences were, for reports."""
-    if not pairs or not all(example.answer for example in batch):
-        return None
-    good = sum(task.is_correct(responses[p * n + c], batch[p]) and not task.is_correct(responses[p * n + r], batch[p])
-               for p, c, r in pairs)
-    return good / len(pairs)
