@@ -38,9 +38,10 @@ sys.path.insert(0, os.getcwd())
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from laser.selection.linucb import LinUCB  # noqa: E402
-from laser.step.losses import dpo_loss, nll_loss, sequence_logps  # noqa: E402
+from laser.policy.logps import sequence_logps  # noqa: E402
 from laser.policy.policy import enable_activation_checkpointing  # noqa: E402
+from laser.selection.linucb import LinUCB  # noqa: E402
+from laser.step.losses import dpo_loss, nll_loss  # noqa: E402
 
 TINY = os.environ.get("GPU_CHECK_SHAPE") == "tiny"
 SHAPE = (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

@@ -48,8 +48,8 @@ def child(variant: str, folder: str, pairs: int, seq: int, steps: int, threads: 
     torch.set_num_threads(threads)
     from _common import adamw, dpo_step
 
+    from laser.policy.logps import sequence_logps
     from laser.policy.policy import Policy
-    from laser.step.losses import sequence_logps
 
     rss_imports = status_kb("VmRSS")
     policy = Policy(folder, lora=LORA, activation_checkpointing=checkpointing)

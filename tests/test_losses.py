@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from laser.step.losses import dpo_loss, nll_loss, sequence_logps
+from laser.policy.logps import sequence_logps
+from laser.step.losses import dpo_loss, nll_loss
 
 
 def t(*values):

@@ -14,9 +14,10 @@ from omegaconf import OmegaConf
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
 from laser.rewards.classifier import ClassifierRM
+from laser.rewards.errors import RewardOutputError
 from laser.rewards.likelihood import LikelihoodRM, split_prompt_tokens
 from laser.rewards.noisy import NoisyRM
-from laser.rewards.pool import RewardModelPool, RewardOutputError
+from laser.rewards.pool import RewardModelPool
 from laser.rewards.verifier import VerifierRM
 from laser.tasks.base import Example, Task
 

@@ -16,11 +16,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
 
+from laser.config.checks import check_values
 from laser.distributed.sharding import assign, full_value, gathered
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
+from laser.policy.logps import sequence_logps
 from laser.policy.reference import merge_and_zero
-from laser.step.losses import sequence_logps
 from laser.tasks.base import Task
 
 
@@ -80,12 +81,8 @@ class Policy(torch.nn.Module):
         activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise LaserConfigError(f"policy.temperature must be > 0, got {temperature}")
-        if generation_backend not in ("hf", "vllm"):
-            raise LaserConfigError(f"policy.generation_backend={generation_backend!r}; choose 'hf' or 'vllm'")
-        if max_new_tokens < 1:
-            raise LaserConfigError(f"policy.max_new_tokens must be >= 1, got {max_new_tokens}")
+        check_values("policy", temperature=temperature, generation_backend=generation_backend,
+                     max_new_tokens=max_new_tokens)
         self.model_name_or_path = model_name_or_path
         self.tokenizer = load_tokenizer(tokenizer_name_or_path or model_name_or_path, trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the last prompt token

@@ -12,8 +12,6 @@ from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
 from laser.rewards.errors import CallTimeout, RewardModelError, RewardOutputError, TimedCall
 
-__all__ = ["PLACEMENTS", "RewardModelError", "RewardModelPool", "RewardOutputError"]
-
 _COUNTERS = ("calls", "batches", "seconds", "tokens", "faults")
 PLACEMENTS = ("resident", "offload")
 

@@ -15,15 +15,7 @@ import numpy as np
 import torch
 
 from laser.selection.base import Selection, check_at_least
-from laser.selection.ridge import (
-    TIE_TOLERANCE,
-    RidgeSelector,
-    argmax_with_ties,
-    sherman_morrison_update,
-)
-
-# sherman_morrison_update and TIE_TOLERANCE moved to ridge.py; re-exported for existing imports.
-__all__ = ["TIE_TOLERANCE", "LinUCB", "sherman_morrison_update", "ucb_scores"]
+from laser.selection.ridge import RidgeSelector, argmax_with_ties
 
 
 def ucb_scores(

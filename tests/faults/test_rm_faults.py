@@ -10,8 +10,8 @@ import torch
 
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
-from laser.rewards.errors import RewardModelError
-from laser.rewards.pool import RewardModelPool, RewardOutputError
+from laser.rewards.errors import RewardModelError, RewardOutputError
+from laser.rewards.pool import RewardModelPool
 from laser.tasks.base import Example
 
 
