@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from laser.errors import LaserConfigError
-from laser.evaluation.judges import Judge, LengthJudge, PairwiseLMJudge, RewardModelJudge
+from laser.evaluation.judges import LengthJudge, PairwiseLMJudge, RewardModelJudge
 from laser.evaluation.winrate import main as winrate_main
-from laser.evaluation.winrate import win_rate
 from laser.rewards.base import RewardModel, ScoringBatch
 from laser.tasks.instructions import Instructions, write_alpaca_eval_outputs
+from laser.tasks.win_rate import Judge, win_rate
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 ALPACA = DATA_DIR / "alpaca_eval" / "gpt4_1106_preview_outputs.json"

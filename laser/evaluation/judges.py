@@ -2,7 +2,7 @@
 
 A judge answers `prefer(prompts, responses_a, responses_b)` with one number per item: 1.0 when
 response a is better, 0.0 when b is, 0.5 for a tie. `laser.evaluation.winrate.win_rate` turns these into a
-win rate (asking in both orders to cancel position bias). Three judges:
+win rate (asking in both orders to cancel position bias). Three judges of the `Judge` interface:
 
 - `RewardModelJudge`: any `RewardModel` scores both responses; the higher score wins.
 - `PairwiseLMJudge`: a causal LM is asked "Which response is better? Answer A or B." and the
@@ -13,8 +13,6 @@ win rate (asking in both orders to cancel position bias). Three judges:
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import torch
 
 from laser.errors import LaserConfigError
@@ -22,16 +20,7 @@ from laser.hf import chat_text, resolve_model_path
 from laser.rewards.base import RewardModel, ScoringBatch
 from laser.rewards.hf_base import LazyHFModel
 from laser.tasks.base import Example
-
-
-class Judge(ABC):
-    """Compares two responses per prompt: 1.0 = a better, 0.0 = b better, 0.5 = tie."""
-
-    name: str = "judge"
-
-    @abstractmethod
-    def prefer(self, prompts: list[str], responses_a: list[str], responses_b: list[str]) -> list[float]:
-        """One preference in {0.0, 0.5, 1.0} (or in between, for a soft judge) per item."""
+from laser.tasks.win_rate import Judge
 
 
 def _check_lengths(prompts: list[str], responses_a: list[str], responses_b: list[str]) -> None:

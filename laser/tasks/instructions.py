@@ -1,9 +1,10 @@
 """Open-ended instruction following (LASeR's second setting): AlpacaEval, MT-Bench or WildChat prompts.
 
 There is no gold answer: quality is a win rate against reference outputs under a pairwise judge
-(`laser.evaluation.judges`, `laser.evaluation.winrate`). The paper trains on WildChat prompts and reports AlpacaEval win
-rates; offline, AlpacaEval's 805 instructions (with gpt-4-1106-preview's reference outputs) and
-MT-Bench's 80 questions are read from local files, split here into train and test (seeded).
+(`laser.tasks.win_rate`; judges built from RMs and LMs: `laser.evaluation.judges`). The paper trains
+on WildChat prompts and reports AlpacaEval win rates; offline, AlpacaEval's 805 instructions (with
+gpt-4-1106-preview's reference outputs) and MT-Bench's 80 questions are read from local files, split
+here into train and test (seeded).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from laser.errors import LaserConfigError
-from laser.evaluation.judges import Judge
-from laser.evaluation.winrate import read_alpaca_eval_outputs, win_rate
 from laser.tasks.base import Example, Task
 from laser.tasks.loading import (
     check_fraction,
@@ -29,6 +28,7 @@ from laser.tasks.loading import (
     seeded_split,
     seeded_subset,
 )
+from laser.tasks.win_rate import Judge, read_alpaca_eval_outputs, win_rate
 
 SOURCES = ("alpaca_eval", "mt_bench", "wildchat")
 _DEFAULT_FILES = {"alpaca_eval": "gpt4_1106_preview_outputs.json", "mt_bench": "question.jsonl"}
