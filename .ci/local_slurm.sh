@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for testing `hydra/launcher=slurm` (submitit) end to end
-# without a real cluster: tests/test_slurm_cluster.py runs a 2-job sweep through it.
+# without a real cluster: tests/end_to_end/test_slurm_cluster.py runs a 2-job sweep through it.
 # Needs root and apt (Debian/Ubuntu): installs slurm-wlm + munge, writes /etc/slurm/slurm.conf for this
 # host only (all its CPUs, no GPUs, no accounting, no cgroups), then starts munged, slurmctld and slurmd.
 # Idempotent: rerunning it leaves a running cluster alone (and brings a drained/down node back).

@@ -1,7 +1,14 @@
-"""Shared fixtures: compose the real Hydra config, shrink it, and run jobs in a temp folder."""
+"""Shared by every test: the one way to compose the real Hydra config, a shrunk default run, and the
+paths, model cache and tiny models the tests build.
+
+Test folders mirror `laser/`'s packages (tests/step/ for laser/step/, ...); tests/end_to_end/ runs
+whole jobs and the command lines. Helpers are imported as `from conftest import ...` (pytest puts
+this folder on sys.path), so test file names are unique across folders.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,8 +18,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = str(REPO / "conf")
+DATA_DIR = REPO.parent / "shared" / "data"
 
 # Tiny models on 2 busy cores run far faster single-threaded (thread hand-offs dominate).
 torch.set_num_threads(1)
@@ -27,16 +35,27 @@ TINY_OVERRIDES = [
 ]
 
 
-def compose_config(output_dir: Path, overrides: list[str], cache_dir: Path, config_name: str = "config") -> DictConfig:
-    """The real config (as `python -m laser.run` composes it), with HydraConfig set so that
-    `${hydra:...}` interpolations resolve, writing into `output_dir`."""
+def compose_config(overrides: Sequence[str] = (), config_name: str = "config", output_dir: Path | None = None,
+                   cache_dir: Path | None = None, hydra: bool = False) -> DictConfig:
+    """The real config, as `python -m laser.run` (config_name="config") or `python -m laser.bestofn`
+    ("bestofn") composes it from conf/ with `overrides`.
+
+    With `output_dir`, the job is set up as Hydra runs it: HydraConfig is set (so `${hydra:...}`
+    interpolations resolve), the job writes into `output_dir` and caches models in `cache_dir`, and
+    the `hydra` node is dropped. Without it, `hydra=True` keeps the `hydra` node (launchers, sweeps)."""
+    import laser.runs.folder  # noqa: F401 (registers the run-folder resolvers conf/hydra names)
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=list(overrides),
+                      return_hydra_config=hydra or output_dir is not None)
+    if output_dir is None:
+        return cfg
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(output_dir)
         cfg.hydra.job.num = 0
-        cfg.paths.cache_dir = str(cache_dir)
+        if cache_dir is not None:
+            cfg.paths.cache_dir = str(cache_dir)
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
@@ -51,14 +70,29 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_config(tmp_path, cache_dir):
-    def make(overrides: list[str] = (), output_dir: Path | None = None, tiny: bool = True) -> DictConfig:
+    """`make_config(overrides, output_dir=None, tiny=True)`: a job's config (`compose_config`) writing
+    into `output_dir` (default tmp_path/run), shrunk by TINY_OVERRIDES unless tiny=False."""
+    def make(overrides: Sequence[str] = (), output_dir: Path | None = None, tiny: bool = True,
+             config_name: str = "config") -> DictConfig:
         out = output_dir or tmp_path / "run"
-        return compose_config(out, (TINY_OVERRIDES if tiny else []) + list(overrides), cache_dir)
+        return compose_config((TINY_OVERRIDES if tiny else []) + list(overrides), config_name, out, cache_dir)
 
     return make
 
 
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face cache, offline: a hub id resolves only if it is in this cache."""
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache / "hub"))
+    return cache
+
+
 def require_data(name: str) -> Path:
+    """The benchmark data folder ../shared/data/<name>, or skip the test."""
     path = DATA_DIR / name
     if not path.exists():
         pytest.skip(f"benchmark data not found at {path} (see ../shared/data/README.md)")

@@ -11,8 +11,8 @@ the bf16 weight and the fp32 remainder together hold the fp32 sum original + eve
 and each refresh rounds that sum once. The merged weight is then the correctly rounded bf16 of the
 unmerged policy's weight, i.e. the best bf16 can hold: within half an ulp, an error that does not
 grow with the number of refreshes, and the reference's log-probs are as close to the live policy's
-(bf16 base + fp32 LoRA in the forward) as bf16 allows (tests/test_reference_merge.py). The weight
-keeps its dtype, shape and sharding, and the remainders live beside the model (not in its
+(bf16 base + fp32 LoRA in the forward) as bf16 allows (tests/policy/test_reference_merge.py). The
+weight keeps its dtype, shape and sharding, and the remainders live beside the model (not in its
 state_dict, so not in the vLLM export or a checkpoint), so the adapter-disabled reference, FSDP, the
 vLLM export and the resume by replaying the merges (the same ops in the same order, so the same bits
 on the same device) all work unchanged.

@@ -1,0 +1,163 @@
+"""The vLLM sampling backend: its guard without vLLM, the merged weights it loads, and its contract with
+vLLM checked without a GPU through a stand-in that does what vLLM does with what laser hands it."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from laser.errors import LaserConfigError
+from laser.policy.policy import Policy
+from laser.tasks.arithmetic import Arithmetic
+from laser.tiny import build_tiny_causal_lm
+
+
+def test_vllm_backend_without_vllm_is_one_clear_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_vllm(name, *args, **kwargs):
+        if name == "vllm" or name.startswith("vllm."):
+            raise ImportError("No module named 'vllm'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_vllm)
+    from laser.policy.vllm_backend import require_vllm
+
+    with pytest.raises(LaserConfigError, match=r"generation_backend=vllm needs vLLM .*pip install"):
+        require_vllm()
+
+
+def test_merged_weights_exported_for_vllm_are_the_refreshed_policy(tmp_path):
+    """After a reference refresh vLLM reloads the merged weights: they must score like the policy."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from laser.policy.policy import Policy
+    from laser.policy.vllm_backend import export_merged
+    from laser.tasks.arithmetic import Arithmetic
+    from laser.tiny import build_tiny_causal_lm
+
+    policy = Policy(build_tiny_causal_lm(str(tmp_path), Arithmetic(num_train=20, num_test=4), hidden_size=16,
+                                         num_layers=1, num_heads=2),
+                    lora={"r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    with torch.no_grad():
+        for name, weight in policy.model.named_parameters():
+            if "lora_B" in name:
+                weight.add_(0.1)
+    prompt = policy.unpadded_prompt_ids(policy.encode(["Q: What is 1 + 2?\nA:"]))
+    expected = policy.response_logps(prompt, [[5, 6]]).detach()
+    policy.refresh_reference()
+    plain = AutoModelForCausalLM.from_pretrained(export_merged(policy, tmp_path / "merged"))
+    logps = plain(torch.tensor([prompt[0] + [5, 6]])).logits.log_softmax(-1)[0]
+    n = len(prompt[0])
+    assert torch.allclose(logps[n - 1, 5] + logps[n, 6], expected[0], atol=1e-5)
+
+
+# ---- the contract with vLLM ------------------------------------------------------------------------------
+
+
+LORA = {"r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+
+
+@dataclass
+class LoRARequest:  # vllm.lora.request.LoRARequest(lora_name, lora_int_id, lora_path)
+    lora_name: str
+    lora_int_id: int
+    lora_path: str
+
+
+@dataclass
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 16
+
+
+class GreedyLLM:
+    """vllm.LLM's interface, decoding greedily with transformers; records what it was given."""
+
+    built: list[str] = []
+
+    def __init__(self, model: str, enable_lora: bool, max_lora_rank: int, gpu_memory_utilization: float) -> None:
+        from transformers import AutoModelForCausalLM
+
+        assert enable_lora and max_lora_rank >= LORA["r"] and 0 < gpu_memory_utilization <= 1
+        self.base = AutoModelForCausalLM.from_pretrained(model).eval()
+        self.eos = self.base.config.eos_token_id
+        self.lora_ids: list[int] = []
+        GreedyLLM.built.append(model)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[dict], params: SamplingParams, lora_request: LoRARequest):
+        from peft import PeftModel
+
+        self.lora_ids.append(lora_request.lora_int_id)
+        model = PeftModel.from_pretrained(copy.deepcopy(self.base), lora_request.lora_path).eval()
+        outputs = []
+        for prompt in prompts:
+            ids = torch.tensor([prompt["prompt_token_ids"]])
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=params.max_tokens, eos_token_id=self.eos, pad_token_id=0)
+            tokens = out[0, ids.shape[1]:].tolist()
+            completion = types.SimpleNamespace(token_ids=tokens)
+            outputs.append(types.SimpleNamespace(outputs=[completion] * params.n))
+        return outputs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = GreedyLLM, SamplingParams
+    lora, request = types.ModuleType("vllm.lora"), types.ModuleType("vllm.lora.request")
+    request.LoRARequest = LoRARequest
+    for name, module in {"vllm": vllm, "vllm.lora": lora, "vllm.lora.request": request}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    GreedyLLM.built = []
+    return vllm
+
+
+def hf_greedy(policy: Policy, prompt_ids: list[list[int]], n: int) -> list[list[int]]:
+    """The live policy's greedy tokens, one unpadded prompt at a time."""
+    tokens = []
+    for ids in prompt_ids:
+        enc = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+        tokens += policy.sample(enc, n=n, greedy=True).response_ids
+    return tokens
+
+
+def perturb(policy: Policy, seed: int) -> None:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in policy.model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0.0, 4.0)
+
+
+def test_vllm_backend_samples_from_the_live_policy_before_and_after_a_refresh(tmp_path, fake_vllm):
+    path = build_tiny_causal_lm(str(tmp_path), Arithmetic(num_train=20, num_test=4), hidden_size=32,
+                                num_layers=1, num_heads=2)
+    policy = Policy(path, lora=LORA, max_new_tokens=5, generation_backend="vllm")
+    enc = policy.encode(["Q: What is 1 + 2?\nA:", "Q: Is 7 larger than 3?\nA:"])
+    prompt_ids = policy.unpadded_prompt_ids(enc)
+
+    perturb(policy, seed=1)
+    first = policy.sample(enc, n=3)  # training-time sampling: through the vLLM engine
+    assert first.response_ids == hf_greedy(policy, prompt_ids, n=3)
+    assert len(first.response_ids) == 6  # prompt-major, n per prompt
+
+    policy.refresh_reference()  # the adapter is folded into the base: the engine must reload
+    perturb(policy, seed=2)
+    second = policy.sample(enc, n=3)
+    assert second.response_ids == hf_greedy(policy, prompt_ids, n=3)
+    assert second.response_ids != first.response_ids  # the perturbation changed the policy's answers
+
+    assert GreedyLLM.built[0] == path and "merged-1" in GreedyLLM.built[1] and len(GreedyLLM.built) == 2
+    assert policy.vllm.engine.lora_ids == [2]  # a fresh adapter id per request
