@@ -108,7 +108,7 @@ def save_random_llama(folder: Path, config, seed: int = 0) -> str:
 
 
 def tiny_policy(cache_dir: str, hidden: int = 64, layers: int = 2, max_new_tokens: int = 32, **lora):
-    """The embedded default policy (laser/tiny.py on the arithmetic task, untrained) and its task."""
+    """The embedded default policy (laser.tiny on the arithmetic task, untrained) and its task."""
     from laser.policy.policy import Policy
     from laser.tasks.arithmetic import Arithmetic
     from laser.tiny import build_tiny_causal_lm

@@ -47,7 +47,7 @@ def main() -> None:
     from laser.rewards.classifier import ClassifierRM
     from laser.rewards.pool import RewardModelPool
     from laser.selection.base import StepFeedback
-    from laser.selection.context import ContextEncoder
+    from laser.selection.context import LastTokenContext
     from laser.selection.linucb import LinUCB
     from laser.selection.score_ensemble import ScoreEnsemble
     from laser.step.decisions import decide, score_decisions
@@ -64,7 +64,7 @@ def main() -> None:
     batch = task.train_examples()[: args.prompts]
     prompts = [task.format_prompt(e) for e in batch]
     enc = policy.encode(prompts)
-    n, encoder = args.n, ContextEncoder()
+    n, encoder = args.n, LastTokenContext()
     optimiser = adamw(policy, 5e-6)  # the paper's lr: the policy barely moves, so every timed iteration samples alike
     samples = policy.sample(enc, n)
     scoring = ScoringBatch([prompts[i // n] for i in range(len(samples.texts))], samples.texts,

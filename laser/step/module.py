@@ -1,18 +1,21 @@
 """The LASeR step as a LightningModule (manual optimisation, so the step reads top to bottom).
 
-    prompts -> contexts = context              (bandit context per prompt, no grad)
-            -> decisions = selector.select     (per batch or per prompt; one RM, or all for ensembles)
-            -> samples = policy.sample(n)      (one batched generate call)
-            -> scores = pool.score(selected)   (only the selected RMs run)
-            -> pairs = build_preference_pairs  (per prompt; ties skipped; selector may filter)
-            -> loss = DPO (+ nll_weight * NLL) (reference = the policy with its adapter disabled)
-            -> optimiser step
-            -> selector.update(normalise(-loss))
+    prompts -> contexts = context(prompts)       what the bandit sees        laser/selection/context.py
+            -> decisions = decide(contexts)      one RM per batch (or prompt) laser/step/decisions.py
+            -> samples = policy.sample(n)        one batched generate call   laser/policy/policy.py
+            -> scores = the chosen RMs' scores   only they run               laser/rewards/pool.py
+            -> pairs = build_preference_pairs    per prompt, ties skipped    laser/step/pairs.py
+            -> loss = DPO (+ nll_weight * NLL)   reference = adapter off     laser/step/preference.py
+            -> optimiser step                    AdamW on the LoRA weights
+            -> selector.update(normalise(-loss)) the bandit's reward         laser/selection/normaliser.py
+
+What sits beside the step, behind one call each: RM faults (laser/step/rm_faults.py), what a step
+writes and logs (laser/step/records.py), the ranks' agreement (laser/distributed/processes.py).
 
 An iteration is one Lightning epoch of `steps_per_iteration` steps; after it the test split is
 evaluated (validation loop), the reference is refreshed, and a checkpoint holds everything needed to
-continue exactly: adapter weights and merge history, optimiser, selector, normaliser, RM pool
-counters and RNG streams, records, and the global RNG states.
+continue exactly (laser/step/state.py): adapter weights and merge history, optimiser, selector,
+normaliser, RM pool counters and RNG streams, records, and the global RNG states.
 """
 
 from __future__ import annotations
@@ -84,14 +87,12 @@ class LaserModule(L.LightningModule):
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
         self.normaliser = normaliser
         self.context = context or LastTokenContext()
-        self.log_samples_every = log_samples_every
-        self.on_rm_fault = on_rm_fault
+        self.log_samples_every, self.on_rm_fault = log_samples_every, on_rm_fault
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
         self.refresh_each_iteration = refresh_reference
-        self.output_dir = Path(output_dir) if output_dir else None
-        self.stop_after_iteration = stop_after_iteration
+        self.output_dir, self.stop_after_iteration = Path(output_dir) if output_dir else None, stop_after_iteration
         self.tracker = IterationTracker()
         self.last_eval: dict[str, float] = {}
         self._eval_responses: list[str] = []
@@ -267,13 +268,12 @@ class LaserModule(L.LightningModule):
     def refresh_global_counts(self) -> int:
         """Refresh the RM calls, RM tokens and generated tokens summed over ranks (a collective: call
         it on every rank); returns this iteration's generated tokens."""
-        names = self.rm_pool.names
         counts = summed_counts(self.trainer, {
             **{f"calls/{n}": c for n, c in self.rm_pool.call_counts().items()},
             **{f"tokens/{n}": c for n, c in self.rm_pool.token_counts().items()},
             "generated/iteration": self.tracker.generated_tokens, "generated/total": self.tracker.total_generated_tokens})
-        self.last_rm_calls = {n: counts[f"calls/{n}"] for n in names}
-        self.last_rm_tokens = {n: counts[f"tokens/{n}"] for n in names}
+        self.last_rm_calls = {n: counts[f"calls/{n}"] for n in self.rm_pool.names}
+        self.last_rm_tokens = {n: counts[f"tokens/{n}"] for n in self.rm_pool.names}
         self.last_generated_tokens = counts["generated/total"]
         return counts["generated/iteration"]
 
