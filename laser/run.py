@@ -71,7 +71,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 
 def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Instantiate task, RM pool, selector, context, normaliser, data, policy and the LASeR module.
+    """Instantiate task, RM pool, selector, context, selector reward, data, policy and the LASeR module.
 
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
     from laser.step.module import LaserModule
@@ -82,10 +82,10 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     rm_pool = instantiate(cfg.rm_pool, _convert_="all")
     selector = instantiate(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names, _convert_="all")
     context = instantiate(cfg.context)
-    normaliser = instantiate(cfg.reward_normaliser)
+    selector_reward = instantiate(cfg.selector_reward)
     datamodule = instantiate(cfg.data, task=task)
     policy = instantiate(cfg.policy, task=task, _convert_="all")
-    module = LaserModule(policy, rm_pool, selector, task, normaliser, output_dir=str(output_dir),
+    module = LaserModule(policy, rm_pool, selector, task, selector_reward, output_dir=str(output_dir),
                          stop_after_iteration=cfg.get("stop_after_iteration"), context=context, **laser_cfg)
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool, "selector": selector}
 

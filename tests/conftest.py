@@ -16,11 +16,17 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hypothesis import settings
 from omegaconf import DictConfig, open_dict
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = str(REPO / "conf")
 DATA_DIR = REPO.parent / "shared" / "data"
+
+# Property tests check behaviour, not speed: on a loaded 2-core machine an example can take longer than
+# hypothesis's default 200 ms deadline, which would fail a correct test.
+settings.register_profile("laser", deadline=None)
+settings.load_profile("laser")
 
 # Tiny models on 2 busy cores run far faster single-threaded (thread hand-offs dominate).
 torch.set_num_threads(1)

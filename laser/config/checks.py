@@ -73,6 +73,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "policy.activation_checkpointing": (lambda v: isinstance(v, bool), "true or false"),
     "reward_normaliser.low_quantile": (_number(0, 1), "a number in [0, 1]"),
     "reward_normaliser.high_quantile": (_number(0, 1), "a number in [0, 1]"),
+    "selector_reward.normaliser.low_quantile": (_number(0, 1), "a number in [0, 1]"),
+    "selector_reward.normaliser.high_quantile": (_number(0, 1), "a number in [0, 1]"),
+    "selector_reward.holdout_every": (lambda v: v == 0 or _integer(2)(v),
+                                      "0 (hold nothing back) or an integer >= 2 (every k-th prompt)"),
+    "selector_reward.window": (_integer(2), "an integer >= 2"),
+    "selector_reward.ridge_lambda": (_number(0, low_open=True), "a number > 0"),
+    "selector_reward.term": (_one_of("total", "dpo"), "total (DPO + nll_weight * NLL, the paper) or dpo"),
     "bandit.granularity": (_one_of("batch", "instance"), "batch or instance"),
     "bandit.alpha": (_number(0), "a number >= 0"),
     "context.dim": (_optional(_integer(1)), "null or an integer >= 1"),
@@ -102,10 +109,11 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=missing)
         if value is not missing:  # else the knob does not exist in this composition (another policy or bandit)
             _check(key, value)
-    low = OmegaConf.select(cfg, "reward_normaliser.low_quantile", default=0.0)
-    high = OmegaConf.select(cfg, "reward_normaliser.high_quantile", default=1.0)
-    if low >= high:
-        raise LaserConfigError(f"config reward_normaliser.low_quantile={low} must be below high_quantile={high}")
+    for prefix in ("reward_normaliser", "selector_reward.normaliser"):
+        low = OmegaConf.select(cfg, f"{prefix}.low_quantile", default=0.0)
+        high = OmegaConf.select(cfg, f"{prefix}.high_quantile", default=1.0)
+        if low >= high:
+            raise LaserConfigError(f"config {prefix}.low_quantile={low} must be below high_quantile={high}")
     strategy = str(OmegaConf.select(cfg, "trainer.strategy._target_", default="") or "")
     if strategy.endswith("LaserFSDPStrategy") and OmegaConf.select(cfg, "policy.generation_backend") == "vllm":
         raise LaserConfigError("config trainer=fsdp with policy.generation_backend=vllm: vLLM needs the whole "

@@ -7,7 +7,7 @@
             -> pairs = build_preference_pairs    per prompt, ties skipped    laser/step/pairs.py
             -> loss = DPO (+ nll_weight * NLL)   reference = adapter off     laser/step/preference.py
             -> optimiser step                    AdamW on the LoRA weights
-            -> selector.update(normalise(-loss)) the bandit's reward         laser/selection/normaliser.py
+            -> selector.update(reward)           the bandit's reward (paper: -loss) laser/selection/rewards/
 
 What sits beside the step, behind one call each: RM faults (laser/step/rm_faults.py), what a step
 writes and logs (laser/step/records.py), the ranks' agreement (laser/distributed/processes.py).
@@ -15,7 +15,7 @@ writes and logs (laser/step/records.py), the ranks' agreement (laser/distributed
 An iteration is one Lightning epoch of `steps_per_iteration` steps; after it the test split is
 evaluated (validation loop), the reference is refreshed, and a checkpoint holds everything needed to
 continue exactly (laser/step/state.py): adapter weights and merge history, optimiser, selector,
-normaliser, RM pool counters and RNG streams, records, and the global RNG states.
+selector reward, RM pool counters and RNG streams, records, and the global RNG states.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from laser.runs.results import IterationTracker
 from laser.runs.rng import set_rng_state
 from laser.selection.base import Selector, StepFeedback
 from laser.selection.context import Context, LastTokenContext
-from laser.selection.normaliser import QuantileNormaliser
+from laser.selection.rewards.base import SelectorReward, StepEvidence, holdout_split
 from laser.step import records
 from laser.step.decisions import Decision, shared_decision
 from laser.step.pairs import build_preference_pairs
-from laser.step.preference import preference_loss
+from laser.step.preference import policy_margins, preference_loss, step_evidence
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
 from laser.step.state import module_state, restore_module_state
 from laser.tasks.base import Example, Task
@@ -73,7 +73,7 @@ class LaserModule(L.LightningModule):
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
-                 normaliser: QuantileNormaliser, num_samples: int = 4, pairs_per_prompt: int = 1,
+                 selector_reward: SelectorReward, num_samples: int = 4, pairs_per_prompt: int = 1,
                  beta: float = 0.1, label_smoothing: float = 0.0, nll_weight: float = 1.0, lr: float = 5e-6,
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
@@ -85,7 +85,7 @@ class LaserModule(L.LightningModule):
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
-        self.normaliser = normaliser
+        self.selector_reward = selector_reward
         self.context = context or LastTokenContext()
         self.log_samples_every, self.on_rm_fault = log_samples_every, on_rm_fault
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
@@ -143,15 +143,11 @@ class LaserModule(L.LightningModule):
         if not pairs:
             return records.record_skip(self, "no_pairs", decisions, batch)
         with self.phase("train"):
-            pair_losses, metrics = preference_loss(
-                self.policy, self.policy.unpadded_prompt_ids(encoded), samples.response_ids, pairs,
-                self.num_samples, self.beta, self.label_smoothing, self.nll_weight)
-            loss = pair_losses.mean()
-            self._optimiser_step(loss)
-        self.tracker.on_loss(float(loss.detach()))
-        feedback = StepFeedback(scores=per_arm, pairs=pairs)
-        metrics.update(self._reward(decisions, batch, samples.texts, feedback, pair_losses.detach(), loss.detach()))
-        metrics.update(records.step_metrics(loss, pairs, samples, decisions, self.selector))
+            evidence, loss, metrics = self._update(pairs, self.policy.unpadded_prompt_ids(encoded), samples)
+        self.tracker.on_loss(float(loss))
+        feedback = StepFeedback(scores=per_arm, pairs=[p for p in pairs if p[0] in set(evidence.prompts)])
+        metrics.update(self._reward(decisions, batch, samples.texts, feedback, evidence))
+        metrics.update(records.step_metrics(loss, feedback.pairs, samples, decisions, self.selector))
         records.log_step(self, metrics, decisions, batch, prompts, samples.texts, scores)
 
     def phase(self, name: str):
@@ -199,17 +195,34 @@ class LaserModule(L.LightningModule):
             self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
         optimiser.step()
 
+    def _update(self, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]],
+                samples: Samples) -> tuple[StepEvidence, torch.Tensor, dict[str, float]]:
+        """The optimiser step on the pairs (but those the selector reward holds back), and what the step
+        measured for that reward: the trained pairs' losses and log-probs, the held-back pairs' policy
+        margins just before and after the update."""
+        trained, held = holdout_split(pairs, self.selector_reward.holdout_every)
+        if not trained:  # every pair belongs to a held-back prompt: train on them all, measure nothing held
+            trained, held = pairs, []
+        n = self.num_samples
+        before = policy_margins(self.policy, prompt_ids, samples.response_ids, held, n)
+        result = preference_loss(self.policy, prompt_ids, samples.response_ids, trained, n, self.beta,
+                                 self.label_smoothing, self.nll_weight)
+        loss = result.losses.mean()
+        self._optimiser_step(loss)
+        after = policy_margins(self.policy, prompt_ids, samples.response_ids, held, n)
+        return step_evidence(trained, result, result.losses, held, before, after), loss.detach(), result.metrics
+
     def _reward(self, decisions: list[Decision], batch: list[Example], responses: list[str],
-                feedback: StepFeedback, pair_losses: torch.Tensor, loss: torch.Tensor) -> dict[str, float]:
-        """The bandit learns from the step's loss (per instance: its prompt's pairs' loss), normalised to
+                feedback: StepFeedback, evidence: StepEvidence) -> dict[str, float]:
+        """The bandit learns from the selector reward of each decision (laser/selection/rewards/), mapped to
         [0, 1]; one selections.jsonl line per decision. Returns the (last) reward's metrics."""
         metrics: dict[str, float] = {}
         for decision in decisions:
-            reward_raw = self._decision_reward(decision, feedback.pairs, pair_losses, loss)
+            reward_raw = self._decision_reward(decision, evidence)
             if reward_raw is None:
                 records.record_decision(self, decision, batch, skipped="no_pairs")
                 continue
-            reward = self.normaliser(reward_raw)
+            reward = self.selector_reward(reward_raw, decision.context)
             with self.phase("bandit"):
                 self.selector.update(decision.selection, decision.context, reward, feedback)
             accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.num_samples,
@@ -218,14 +231,14 @@ class LaserModule(L.LightningModule):
             metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
         return metrics
 
-    def _decision_reward(self, decision: Decision, pairs: list[tuple[int, int, int]], pair_losses: torch.Tensor,
-                         loss: torch.Tensor) -> float | None:
-        """The raw bandit reward: minus the step's training loss (averaged over ranks, so every rank
-        updates its selector identically), or, per instance, minus the mean loss of that prompt's pairs."""
+    def _decision_reward(self, decision: Decision, evidence: StepEvidence) -> float | None:
+        """The raw reward of a decision: the selector reward measured on the whole step's evidence, averaged
+        over ranks (so every rank updates its selector identically), or, per instance, on that prompt's."""
         if self.selector.granularity == "batch":
-            return -float(self.all_gather(loss).mean())
-        own = [i for i, (p, _, _) in enumerate(pairs) if p in decision.prompts]
-        return -float(pair_losses[own].mean()) if own else None
+            measured = self.selector_reward.measure(evidence)
+            gathered = self.all_gather(torch.tensor(float("nan") if measured is None else measured))
+            return None if bool(torch.isnan(gathered).all()) else float(gathered.nanmean())
+        return self.selector_reward.measure(evidence.for_prompts(decision.prompts))
 
     # ---- evaluation ---------------------------------------------------------------------------------
 

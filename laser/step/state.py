@@ -1,6 +1,6 @@
 """What a checkpoint holds of a `LaserModule` beyond Lightning's own (optimiser, loop counters), so a
 resumed run continues exactly: the adapter and its merge history (the frozen base is rebuilt from its
-path, not saved), the selector, the normaliser, the last evaluation and the wall time so far; and,
+path, not saved), the selector, the selector reward (its normaliser and baseline), the last evaluation and the wall time so far; and,
 per rank, what differs between ranks: the global random streams, the RM pool's counters and noise
 streams, and the iteration tracker.
 """
@@ -21,7 +21,7 @@ def module_state(module: L.LightningModule) -> dict[str, Any]:
         "adapter": module.policy.adapter_state_dict(),
         "merged_adapters": module.policy.merged_adapters,
         "selector": module.selector.state_dict(),
-        "normaliser": module.normaliser.state_dict(),
+        "selector_reward": module.selector_reward.state_dict(),
         "last_eval": module.last_eval,
         "wall_seconds": module.wall_seconds(),
     }
@@ -32,14 +32,14 @@ def module_state(module: L.LightningModule) -> dict[str, Any]:
 
 
 def restore_module_state(module: L.LightningModule, state: dict[str, Any]) -> dict[str, Any]:
-    """Load `module_state` into the module's policy, selector, normaliser, RM pool and tracker; returns
+    """Load `module_state` into the module's policy, selector, selector reward, RM pool and tracker; returns
     this rank's state (rank 0's when the checkpoint was written by another number of ranks), whose
     `rng`, `last_eval` and `wall_seconds` the module takes over itself."""
     state = {**state, **(own_entry(state.get("per_rank"), module.global_rank, module.trainer.world_size) or {})}
     module.policy.replay_merges(state["merged_adapters"])
     module.policy.load_adapter_state_dict(state["adapter"])
     module.selector.load_state_dict(state["selector"])
-    module.normaliser.load_state_dict(state["normaliser"])
+    module.selector_reward.load_state_dict(state["selector_reward"])
     module.rm_pool.load_state_dict(state["rm_pool"])
     module.tracker.load_state_dict(state["tracker"])
     return state

@@ -22,7 +22,7 @@ from laser.run import run
     ("bandit.alpha=-1", "config bandit.alpha=-1: must be a number >= 0"),
     ("bandit.granularity=prompt", "bandit.granularity='prompt': must be batch or instance"),
     ("context.dim=0", "config context.dim=0: must be null or an integer >= 1"),
-    ("reward_normaliser.low_quantile=0.9", "low_quantile=0.9 must be below high_quantile=0.8"),
+    ("selector_reward.normaliser.low_quantile=0.9", "low_quantile=0.9 must be below high_quantile=0.8"),
 ])
 def test_bad_knobs_fail_before_any_work_in_one_line(override, message, make_config, tmp_path, monkeypatch):
     import laser.run as entry
@@ -48,7 +48,7 @@ def test_fsdp_with_the_vllm_backend_is_refused_in_one_line(make_config, tmp_path
 @pytest.mark.parametrize(("overrides", "message"), [
     (["data.batch_size=0"], r"data\.batch_size=0: must be an integer >= 1"),
     (["policy.dtype=float13"], r"policy\.dtype='float13': must be one of float32, bfloat16, float16"),
-    (["reward_normaliser.low_quantile=0.9"], r"low_quantile=0\.9 must be below high_quantile=0\.8"),
+    (["selector_reward.normaliser.low_quantile=0.9"], r"low_quantile=0\.9 must be below high_quantile=0\.8"),
     (["bandit=single", "bandit.arm=no_such_rm"],
      r"bandit\.arm='no_such_rm' .*valid names: \['arith_judge', 'compare_judge', 'noise'\]"),
     (["laser.pairs_per_prompt=0"], r"laser\.pairs_per_prompt=0: must be an integer >= 1"),

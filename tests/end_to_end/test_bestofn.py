@@ -28,7 +28,7 @@ def test_settle_grades_the_pick_and_rewards_the_chosen_rm() -> None:
     reward, and the bandit update (normalised reward, pairs picked-vs-others); an all-NaN row is skipped."""
     from laser.bestofn import Tally, settle
     from laser.selection.base import Selection, Selector
-    from laser.selection.normaliser import QuantileNormaliser
+    from laser.selection.normalisers.quantile import QuantileNormaliser
     from laser.step.decisions import Decision
 
     class Recorder(Selector):

@@ -1,4 +1,4 @@
-"""Maps the raw bandit reward (the negative training loss) to [0, 1].
+"""The paper's normaliser: the raw bandit reward (the negative training loss) mapped to [0, 1] by quantiles.
 
 LinUCB's confidence bonus assumes rewards on a fixed, bounded scale, but a DPO loss drifts (it starts
 near log 2 and falls as training goes on) and its scale depends on beta and the model. Normalising
@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from laser.errors import LaserConfigError
+from laser.selection.normalisers.base import Normaliser
 
 
-class QuantileNormaliser:
+class QuantileNormaliser(Normaliser):
     """Callable: `normaliser(raw) -> float in [0, 1]`.
 
     Each call appends `raw` to the history (only the last `window` values when `window` is set, so the
@@ -52,11 +53,19 @@ class QuantileNormaliser:
 
     def __call__(self, raw: float) -> float:
         """Record `raw` and return it normalised to [0, 1] against the history (including `raw`)."""
-        raw = float(raw)
-        if not math.isfinite(raw):
-            raise ValueError(f"reward to normalise must be finite, got {raw}")
+        raw = _finite(raw)
         self.history.append(raw)
-        lo, hi = np.quantile(np.asarray(self.history), [self.low_quantile, self.high_quantile])
+        return self._normalised(raw, self.history)
+
+    def peek(self, raw: float) -> float:
+        """What `__call__(raw)` would return now, without recording `raw`."""
+        raw = _finite(raw)
+        history = deque(self.history, maxlen=self.window)
+        history.append(raw)
+        return self._normalised(raw, history)
+
+    def _normalised(self, raw: float, history: deque[float]) -> float:
+        lo, hi = np.quantile(np.asarray(history), [self.low_quantile, self.high_quantile])
         spread = float(hi - lo)
         if spread <= 1e-12:  # no spread yet: nothing to compare against, stay neutral
             return self.default
@@ -69,3 +78,10 @@ class QuantileNormaliser:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the history from `state_dict()` (trimmed to `window` if it is now smaller)."""
         self.history = deque((float(v) for v in state["history"]), maxlen=self.window)
+
+
+def _finite(raw: float) -> float:
+    raw = float(raw)
+    if not math.isfinite(raw):
+        raise ValueError(f"reward to normalise must be finite, got {raw}")
+    return raw

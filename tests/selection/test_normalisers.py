@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from laser.selection.normaliser import QuantileNormaliser
+from laser.selection.normalisers.quantile import QuantileNormaliser
 
 
 def test_normaliser_hand_values_and_clipping() -> None:
