@@ -135,8 +135,10 @@ class Policy(torch.nn.Module):
         token (left padding puts it at position -1), under the current policy, no grad."""
         was_training = self.model.training
         self.model.eval()
+        # the context is a hidden state: one position's logits, not [B, T, vocab] (GBs at 8B, 128k vocab)
+        keep = {"logits_to_keep": 1} if self.keeps_logits else {}
         with gathered(self.model):  # sharded (trainer=fsdp): the whole model for this pass
-            out = self.model(**enc, output_hidden_states=True)
+            out = self.model(**enc, output_hidden_states=True, **keep)
         self.model.train(was_training)
         return out.hidden_states[-1][:, -1, :].float()
 

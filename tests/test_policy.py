@@ -123,6 +123,21 @@ def test_embed_shape_no_grad_and_padding_invariant(policy):
         assert torch.allclose(vectors[i], alone, atol=1e-4)
 
 
+def test_embed_computes_one_position_of_logits_and_the_same_vectors(policy):
+    """The context needs the last hidden state only: the forward is asked for one position's logits
+    (logits_to_keep=1), and the vectors are bitwise those of a forward with every position's logits."""
+    enc = policy.encode(PROMPTS)
+    perturb_lora(policy)
+    shapes = []
+    hook = policy.model.get_base_model().lm_head.register_forward_hook(lambda m, i, out: shapes.append(out.shape))
+    kept = policy.embed(enc)
+    policy.keeps_logits = False  # an architecture without logits_to_keep: every position, as before
+    full = policy.embed(enc)
+    hook.remove()
+    assert shapes[0][1] == 1 and shapes[1][1] == enc["input_ids"].shape[1]
+    assert torch.equal(kept, full)
+
+
 # ---- log-probs ----------------------------------------------------------------------------------
 
 
