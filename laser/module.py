@@ -128,7 +128,8 @@ class LaserModule(L.LightningModule):
         prompts = [self.task.format_prompt(example) for example in batch]
         with phase("embed"):
             encoded = policy.encode(prompts)
-            contexts = self.context_encoder(policy, encoded, prompts)  # [B, d], no grad
+            contexts = (self.context_encoder(policy, encoded, prompts) if self.selector.uses_context  # [B, d], no grad
+                        else torch.zeros(len(prompts), 1))  # a context-free selector (bandit=single): no forward
         with phase("bandit"):
             decisions, disagreeing_ranks = shared_decision(self.trainer, self.selector, contexts)  # per batch or prompt
             if disagreeing_ranks:  # every rank counts it, so rank 0's results.json reports it
