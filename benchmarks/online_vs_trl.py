@@ -155,7 +155,7 @@ def laser_child(a: argparse.Namespace) -> dict:
     tracker = module.tracker
     return {"times": step_times(ends, a.warmup), "peak_mib": finish["peak_mib"], "same_prompts": seen == batches,
             "generated_tokens": tracker.total_generated_tokens, "pairs": pairs, "skipped": dict(tracker.skipped),
-            "phases": finish["phases"]}
+            "phases": finish["phases"], "phase_window": sum(step_times(ends, a.warmup))}
 
 
 # ---- TRL ---------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def report(results: dict[str, dict], a: argparse.Namespace) -> None:
         rate[name] = a.prompts / step
         print(f"{label:22s}: {step * 1e3:8.1f} ms/step (median of {len(r['times'])} over {r['rounds']} runs; min {min(r['times']) * 1e3:.1f}, "
               f"max {max(r['times']) * 1e3:.1f}) = {rate[name]:6.2f} prompts/s | {memory} {r['peak_mib']:7.0f} MiB")
-    phases, total = laser["phases"], sum(laser["times"])
+    phases, total = laser["phases"], laser["phase_window"]  # the first run's timed steps
     shares = {**phases, "other (pairing, logging, Lightning)": total - sum(phases.values())}
     print("laser's timed steps by phase: " + ", ".join(f"{k} {v / total:.0%}" for k, v in shares.items()))
     budget = (a.warmup + a.steps) * a.prompts * 2 * a.max_new_tokens
