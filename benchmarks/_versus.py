@@ -14,6 +14,7 @@ import ctypes
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -160,6 +161,29 @@ def import_laser() -> None:
 
     import laser.module  # noqa: F401
     import laser.run  # noqa: F401
+
+
+def trl_clock(device: str, warmup: int, memory: PeakMemory, ends: list[float], logs: list[dict], peak: dict):
+    """A TRL (transformers Trainer) callback that records each step's end time into `ends`, starts the
+    memory measure after `warmup` steps, keeps every log that has a loss, and the peak at the end."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            sync(device)
+            ends.append(time.perf_counter())
+            if len(ends) == warmup:
+                memory.reset()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                captured.append(dict(logs))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            peak["mib"] = memory.peak_mib()
+
+    captured = logs
+    return Clock()
 
 
 def build_laser(overrides: list[str], output_dir: Path) -> dict:

@@ -143,10 +143,10 @@ def laser_child(a: argparse.Namespace) -> dict:
 
 def trl_child(a: argparse.Namespace) -> dict:
     import torch
-    from _versus import PeakMemory, init_lora, sync
+    from _versus import PeakMemory, init_lora, trl_clock
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from transformers.models.llama import modeling_llama  # noqa: F401 (imported before the memory baseline)
     from trl import DPOConfig, DPOTrainer
 
@@ -171,22 +171,7 @@ def trl_child(a: argparse.Namespace) -> dict:
     prepared = trainer.train_dataset
     rows = [list(r) for column in ("prompt_ids", "chosen_ids", "rejected_ids") for r in prepared[column]]
     captured, ends, peak = [], [], {}
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            sync(a.device)
-            ends.append(time.perf_counter())
-            if len(ends) == a.warmup:
-                memory.reset()
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                captured.append(dict(logs))
-
-        def on_train_end(self, args, state, control, **kwargs):
-            peak["mib"] = memory.peak_mib()
-
-    trainer.add_callback(Clock())
+    trainer.add_callback(trl_clock(a.device, a.warmup, memory, ends, captured, peak))
     trainer.train()
     return {"times": step_times(ends, a.warmup), "peak_mib": peak["mib"], "logs": captured,
             "lora_tensors": lora_tensors, "ids": ids_digest(rows)}

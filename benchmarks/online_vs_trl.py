@@ -18,9 +18,9 @@ no NLL term and no RM selection. laser is set to the same work: `bandit=single` 
 - the same loss and update: sigmoid DPO (beta), reference = the adapter-disabled policy, AdamW (torch,
   not fused, constant lr, no weight decay), grad-norm clip 1.0, one optimizer step per batch.
 
-What still differs is listed in benchmarks/README.md ("online_vs_trl"); in short: laser computes the
-bandit's context each step (one no-grad forward over the prompts) even for a fixed RM, skips pairs whose
-scores tie, logs to CSV and selections.jsonl; TRL computes full-vocabulary log-softmax over prompt and
+What still differs is listed in benchmarks/README.md ("online_vs_trl"); in short: laser skips pairs whose
+scores tie (the script checks that every prompt got its pair), logs ~17 metrics a step through Lightning
+and a line to selections.jsonl; TRL computes full logits and a full-vocabulary log-softmax over prompt and
 response positions. laser's end-of-iteration work (test-split evaluation, reference refresh, checkpoint)
 falls after the timed steps and is not timed; TRL has none (save_strategy="no").
 
@@ -162,7 +162,7 @@ def laser_child(a: argparse.Namespace) -> dict:
 
 def trl_child(a: argparse.Namespace) -> dict:
     import torch
-    from _versus import PeakMemory, init_lora, sync
+    from _versus import PeakMemory, init_lora, trl_clock
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import (
@@ -170,7 +170,6 @@ def trl_child(a: argparse.Namespace) -> dict:
         AutoModelForSequenceClassification,
         AutoTokenizer,
         PrinterCallback,
-        TrainerCallback,
     )
     from transformers.models.llama import modeling_llama  # noqa: F401 (imported before the memory baseline)
     from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
@@ -199,22 +198,7 @@ def trl_child(a: argparse.Namespace) -> dict:
     trainer.remove_callback(PrinterCallback)
     init_lora(trainer.model)
     ends, captured, peak = [], [], {}
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            sync(a.device)
-            ends.append(time.perf_counter())
-            if len(ends) == a.warmup:
-                memory.reset()
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                captured.append(dict(logs))
-
-        def on_train_end(self, args, state, control, **kwargs):
-            peak["mib"] = memory.peak_mib()
-
-    trainer.add_callback(Clock())
+    trainer.add_callback(trl_clock(a.device, a.warmup, memory, ends, captured, peak))
     torch.set_num_threads(a.threads)
     trainer.train()
     return {"times": step_times(ends, a.warmup), "peak_mib": peak["mib"], "logs": captured}
