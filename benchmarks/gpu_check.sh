@@ -131,8 +131,11 @@ mask = torch.zeros_like(seqs)
 mask[:, 256:] = 1
 
 
+KEPT = torch.arange(255, 512, device=DEVICE)  # positions as a tensor: a contiguous block for the LM head
+
+
 def logps_of(model):  # as Policy.response_logps: logits for the response positions only (+1)
-    return sequence_logps(model(input_ids=seqs, use_cache=False, logits_to_keep=257).logits, seqs[:, -257:],
+    return sequence_logps(model(input_ids=seqs, use_cache=False, logits_to_keep=KEPT).logits, seqs[:, -257:],
                           mask[:, -257:])
 
 

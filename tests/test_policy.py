@@ -186,6 +186,22 @@ def test_response_logps_without_logits_to_keep_are_the_same(policy, batch):
     assert torch.allclose(policy.response_logps(prompt_ids, response_ids).detach(), kept, atol=1e-5)
 
 
+def test_response_logps_feed_the_lm_head_a_contiguous_block_of_the_kept_positions(policy, batch):
+    """logits_to_keep is given as positions (a tensor), so the LM head gets a gathered, contiguous block, not a
+    strided view of the hidden states (the slow path of torch's CPU matmul), and the same log-probs."""
+    _, prompt_ids, response_ids = batch
+    perturb_lora(policy)
+    seen = []
+    lm_head = policy.model.get_base_model().lm_head
+    hook = lm_head.register_forward_pre_hook(lambda m, args: seen.append((args[0].shape, args[0].is_contiguous())))
+    got = policy.response_logps(prompt_ids, response_ids).detach()
+    hook.remove()
+    width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids, strict=True))
+    keep = width - min(len(p) for p in prompt_ids) + 1
+    assert seen == [(torch.Size([2, keep, 32]), True)] and keep < width
+    assert torch.allclose(got, hand_logps(policy, prompt_ids, response_ids), atol=1e-4)
+
+
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(model_path, batch):
     """Checkpointing recomputes activations in backward: same numbers, less memory."""
     _, prompt_ids, response_ids = batch
