@@ -3,9 +3,11 @@ one child process per system, peak memory, a seeded LoRA init both systems get, 
 its own Hydra config.
 
 laser's side is built in ONE place, `build_laser`, through `laser.run.build` (the function
-`python -m laser.run` calls). Every laser name these benchmarks use is in this file: `laser.run.build`,
-`laser.run.make_trainer`, `laser.tiny.build_tokenizer` and the RM class path `CLASSIFIER_RM`; if laser's
-modules move, only this file changes.
+`python -m laser.run` calls). Every laser module these benchmarks import is named in this file:
+`laser.run` (`build`, `make_trainer`), `laser.module`, `laser.tiny.build_tokenizer` and the RM class path
+`CLASSIFIER_RM`; if laser's modules move, only this file changes. The scripts' laser children use, besides
+the config keys they override, `LaserModule._preference_loss`, `.configure_optimizers`, `.policy` and
+`.tracker`.
 """
 
 from __future__ import annotations
