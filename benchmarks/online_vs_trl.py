@@ -280,7 +280,7 @@ def report(results: dict[str, dict], a: argparse.Namespace) -> None:
     verdict("equal work: same prompts, same token budget on both sides, a pair for every prompt", equal)
     speed = rate["laser"] / rate["trl"]
     print(f"ratios laser / TRL: prompts/s {speed:.2f}x | peak memory {laser['peak_mib'] / trl['peak_mib']:.3f} "
-          f"(no target)")
+          f"(no target) | fastest steps {min(trl['times']) / min(laser['times']):.2f}x (less sensitive to load)")
     verdict(f"laser prompts/s >= 1.0x TRL's online DPO (measured {speed:.2f}x)", speed >= 1.0)
 
 

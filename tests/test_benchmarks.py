@@ -98,7 +98,7 @@ def test_dpo_vs_trl_on_a_tiny_shape_does_equal_work_and_gives_verdicts():
         assert re.search(rf"^{re.escape(label)} *: .* = +[\d.]+ pairs/s \| peak RSS above imports +\d+ MiB", out, re.M)
     assert "same token ids and LoRA tensors on both sides: True" in out
     assert re.search(r"^target: equal work: same first-batch loss within 0.0001 .* -> PASS$", out, re.M)
-    assert re.search(r"^ratios laser / TRL: pairs/s [\d.]+x \| peak memory [\d.]+$", out, re.M)
+    assert re.search(r"^ratios laser / TRL: pairs/s [\d.]+x \| peak memory [\d.]+ \| fastest steps [\d.]+x", out, re.M)
     assert re.search(r"^target: laser pairs/s >= 1.0x TRL's .* -> (PASS|FAIL)$", out, re.M)
     assert re.search(r"^target: laser peak memory <= 1.0x TRL's .* -> (PASS|FAIL)$", out, re.M)
 
