@@ -9,17 +9,21 @@
 #   - one LoRA DPO(+NLL) step (r16 q/v, reference = adapter disabled, 4 pairs x 512 tokens, AdamW),
 #     and its peak GPU memory against the same step with a deep-copied reference (memory.py's target),
 #   - laser's LinUCB select+update at d=4096, K=4 on this machine's CPU, as a share of that DPO step.
+# Then, when trl is installed (pip install -e '.[bench]'), laser against TRL 1.16 at a Llama-3.2-1B shape in
+# bf16 (benchmarks/dpo_vs_trl.py: 4 pairs x 256+256 tokens; benchmarks/online_vs_trl.py: 8 prompts x 2
+# samples x 128 tokens), each system in its own process; without trl that part says so and is skipped.
 #
 #   bash benchmarks/gpu_check.sh                   # needs a CUDA GPU with >= ~60 GB free
 #   GPU_CHECK_PAIRS=2 bash benchmarks/gpu_check.sh # a smaller DPO batch (less activation memory)
 #   GPU_CHECK_CHECKPOINTING=1 bash benchmarks/gpu_check.sh   # activation checkpointing, as policy=llama3_8b
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_SHAPE=tiny bash benchmarks/gpu_check.sh   # code-path test on a CPU
+#   GPU_CHECK_TRL=0 bash benchmarks/gpu_check.sh   # skip the comparison with TRL
 #
 # Exits 2 with a message when no GPU is visible (nothing is measured then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "command: bash benchmarks/gpu_check.sh $*"
-exec python - "$@" <<'PY'
+python - "$@" <<'PY'
 import copy, os, platform, statistics, sys, time, warnings
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -128,8 +132,11 @@ mask = torch.zeros_like(seqs)
 mask[:, 256:] = 1
 
 
+KEPT = torch.arange(255, 512, device=DEVICE)  # positions as a tensor: a contiguous block for the LM head
+
+
 def logps_of(model):  # as Policy.response_logps: logits for the response positions only (+1)
-    return sequence_logps(model(input_ids=seqs, use_cache=False, logits_to_keep=257).logits, seqs[:, -257:],
+    return sequence_logps(model(input_ids=seqs, use_cache=False, logits_to_keep=KEPT).logits, seqs[:, -257:],
                           mask[:, -257:])
 
 
@@ -187,3 +194,24 @@ print(f"LinUCB select+update d={d}, K=4 (CPU, {torch.get_num_threads()} threads)
       f"= {t_bandit / t_dpo:.2%} of the DPO step (target <= 1%: {'PASS' if t_bandit / t_dpo <= 0.01 else 'FAIL'})")
 print(f"total {time.perf_counter() - START:.0f} s")
 PY
+
+# ---- laser against TRL on the same work (benchmarks/dpo_vs_trl.py, benchmarks/online_vs_trl.py) ----
+if [ "${GPU_CHECK_TRL:-1}" = "0" ]; then
+  echo "laser vs TRL: skipped (GPU_CHECK_TRL=0)"
+elif ! python -c "import trl" 2>/dev/null; then
+  echo "laser vs TRL: skipped (trl is not installed: pip install -e '.[bench]')"
+else
+  DEVICE="${GPU_CHECK_DEVICE:-cuda}"
+  if [ "${GPU_CHECK_SHAPE:-}" = "tiny" ]; then  # the code path only, on whatever device was asked
+    DPO=(--shape tiny --dtype float32 --pairs 2 --prompt-len 16 --response-len 16 --warmup 1 --steps 2)
+    ONLINE=(--shape tiny --dtype float32 --prompts 2 --max-new-tokens 8 --warmup 1 --steps 2)
+  else  # a Llama-3.2-1B shape in bf16: vocab 128k, where TRL's fused LM head and laser's logits_to_keep matter
+    DPO=(--shape 1b --dtype bfloat16 --pairs 4 --prompt-len 256 --response-len 256 --warmup 2 --steps 5)
+    ONLINE=(--shape 1b --dtype bfloat16 --prompts 8 --max-new-tokens 128 --warmup 1 --steps 4)
+  fi
+  started=$SECONDS
+  python benchmarks/dpo_vs_trl.py --device "$DEVICE" --rounds 1 "${DPO[@]}"
+  python benchmarks/online_vs_trl.py --device "$DEVICE" --rounds 1 "${ONLINE[@]}"
+  echo "laser vs TRL: $((SECONDS - started)) s"
+fi
+echo "gpu_check total: ${SECONDS} s"

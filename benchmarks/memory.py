@@ -64,7 +64,9 @@ def child(variant: str, folder: str, pairs: int, seq: int, steps: int, threads: 
             mask = torch.zeros_like(ids)
             mask[:, len(prompts[0]):] = 1
             keep = ids.shape[1] - len(prompts[0]) + 1  # logits for the responses only, as Policy.response_logps
-            return sequence_logps(reference(input_ids=ids, logits_to_keep=keep).logits, ids[:, -keep:], mask[:, -keep:])
+            positions = torch.arange(ids.shape[1] - keep, ids.shape[1])  # as a tensor, as Policy.response_logps
+            return sequence_logps(reference(input_ids=ids, logits_to_keep=positions).logits, ids[:, -keep:],
+                                  mask[:, -keep:])
 
     vocab = policy.model.get_input_embeddings().num_embeddings
     p, c, r = random_pairs(vocab, pairs, seq, seq)

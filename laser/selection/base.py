@@ -78,7 +78,11 @@ class Selector(ABC):
 
     `granularity` is "batch" (one selection per batch, the paper) or "instance" (one per prompt:
     the module then calls `select`/`update` once per prompt with that prompt's context and reward).
+    `uses_context = False` marks a selector whose `select` and `update` ignore the context: the module
+    then skips computing it (a no-grad policy forward over the prompts every step) and passes zeros.
     """
+
+    uses_context: bool = True
 
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, granularity: str = "batch") -> None:
         if num_arms < 1:

@@ -11,6 +11,8 @@ from laser.selection.base import Selection, Selector
 class SingleRM(Selector):
     """Always picks `arm`, given as an index into the pool or as an RM name."""
 
+    uses_context = False  # the fixed arm, whatever the context: no policy forward to compute one
+
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, arm: int | str = 0,
                  granularity: str = "batch") -> None:
         super().__init__(num_arms, arm_names, granularity)

@@ -129,7 +129,7 @@ class LaserModule(L.LightningModule):
         prompts = [self.task.format_prompt(example) for example in batch]
         with self.phase("embed"):
             encoded = self.policy.encode(prompts)
-            contexts = self.context(self.policy, encoded, prompts)  # [B, d], no grad
+            contexts = self._contexts(encoded, prompts)  # [B, d], no grad
         with self.phase("bandit"):
             decisions = self._decide(contexts)  # per batch or per prompt: which RM(s) score
         with self.phase("generate"):
@@ -159,6 +159,12 @@ class LaserModule(L.LightningModule):
         if self._pending_rng is not None:  # first step after a resume: continue the saved streams
             set_rng_state(self._pending_rng)
             self._pending_rng = None
+
+    def _contexts(self, encoded: dict[str, torch.Tensor], prompts: list[str]) -> torch.Tensor:
+        """What the bandit sees per prompt; zeros, without a policy forward, for a context-free selector."""
+        if not self.selector.uses_context:  # bandit=single: the fixed arm, whatever the context
+            return torch.zeros(len(prompts), 1)
+        return self.context(self.policy, encoded, prompts)
 
     def _decide(self, contexts: torch.Tensor) -> list[Decision]:
         """The selector's decisions; with several processes, rank 0's, shared (disagreements counted)."""

@@ -1,18 +1,26 @@
 """benchmarks/gpu_check.sh, the one benchmark CI cannot run at its real size: its no-GPU exit and its
 whole code path on a tiny shape on the CPU (generate, RM scoring, the DPO step with and without
-activation checkpointing, LinUCB's share of the step)."""
+activation checkpointing, LinUCB's share of the step, and the comparison with TRL when trl is
+installed). And the laser-vs-TRL scripts: their no-TRL exit everywhere, their tiny-shape run where
+trl is installed (the `bench` extra; the CI venv has only `.[dev]`, so there they skip), and TRL kept
+out of the core install."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import torch
 from conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
+HAS_TRL = importlib.util.find_spec("trl") is not None
+needs_trl = pytest.mark.skipif(not HAS_TRL, reason="trl is not installed (the CI venv has only '.[dev]'); "
+                                                   "pip install -e '.[bench]' runs the laser-vs-TRL benchmarks")
 
 
 def run_gpu_check(**env: str) -> subprocess.CompletedProcess:
@@ -31,8 +39,9 @@ def test_gpu_check_without_a_gpu_exits_2_and_says_why():
 @pytest.mark.slow
 @pytest.mark.parametrize("checkpointing", ["0", "1"])
 def test_gpu_check_code_path_on_a_tiny_cpu_shape(checkpointing):
+    trl = "1" if checkpointing == "0" else "0"  # the comparison with TRL once, not twice
     result = run_gpu_check(GPU_CHECK_DEVICE="cpu", GPU_CHECK_SHAPE="tiny", GPU_CHECK_PAIRS="2",
-                           GPU_CHECK_CHECKPOINTING=checkpointing)
+                           GPU_CHECK_CHECKPOINTING=checkpointing, GPU_CHECK_TRL=trl)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     rates = {name: float(m.group(1).replace(",", "")) for name in ("generate", "RM scoring")
@@ -44,3 +53,64 @@ def test_gpu_check_code_path_on_a_tiny_cpu_shape(checkpointing):
                      out, re.M)
     assert "DPO-step peak GPU memory: n/a (no CUDA memory statistics" in out  # the copy variant ran too
     assert re.search(r"^LinUCB select\+update d=64, K=4 .* of the DPO step \(target <= 1%: (PASS|FAIL)\)", out, re.M)
+    if trl == "0":
+        assert "laser vs TRL: skipped (GPU_CHECK_TRL=0)" in out
+    elif HAS_TRL:  # the comparison with TRL ran on the tiny shape too
+        assert "laser pairs/s >= 1.0x TRL's" in out and "laser prompts/s >= 1.0x TRL's online DPO" in out
+    else:
+        assert "laser vs TRL: skipped (trl is not installed" in out
+
+
+# ---- laser against TRL ---------------------------------------------------------------------------
+
+
+def run_versus(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def test_trl_stays_out_of_the_core_install():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.lower().startswith("trl")]
+    assert project["optional-dependencies"]["bench"] == ["trl==1.16.0"]
+    assert not [d for d in project["optional-dependencies"]["dev"] if d.lower().startswith("trl")]
+
+
+@pytest.mark.parametrize("script", ["dpo_vs_trl.py", "online_vs_trl.py"])
+def test_versus_scripts_without_trl_exit_2_and_say_why(script, tmp_path):
+    """A `trl` package that fails to import stands in for a venv without TRL, wherever the test runs."""
+    (tmp_path / "trl").mkdir()
+    (tmp_path / "trl" / "__init__.py").write_text("raise ImportError('trl hidden by the test')\n")
+    result = run_versus(script, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "trl is not installed: pip install -e '.[bench]'" in result.stdout
+    assert "/s" not in result.stdout  # nothing measured
+
+
+@needs_trl
+def test_dpo_vs_trl_on_a_tiny_shape_does_equal_work_and_gives_verdicts():
+    result = run_versus("dpo_vs_trl.py", "--shape", "tiny", "--pairs", "2", "--prompt-len", "16", "--response-len",
+                        "16", "--warmup", "1", "--steps", "2", "--rounds", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    for label in ("laser (LaserModule step)", "TRL DPOTrainer"):
+        assert re.search(rf"^{re.escape(label)} *: .* = +[\d.]+ pairs/s \| peak RSS above imports +\d+ MiB", out, re.M)
+    assert "same token ids and LoRA tensors on both sides: True" in out
+    assert re.search(r"^target: equal work: same first-batch loss within 0.0001 .* -> PASS$", out, re.M)
+    assert re.search(r"^ratios laser / TRL: pairs/s [\d.]+x \| peak memory [\d.]+ \| fastest steps [\d.]+x", out, re.M)
+    assert re.search(r"^target: laser pairs/s >= 1.0x TRL's .* -> (PASS|FAIL)$", out, re.M)
+    assert re.search(r"^target: laser peak memory <= 1.0x TRL's .* -> (PASS|FAIL)$", out, re.M)
+
+
+@needs_trl
+def test_online_vs_trl_on_a_tiny_shape_trains_on_the_same_prompts_and_gives_a_verdict():
+    result = run_versus("online_vs_trl.py", "--shape", "tiny", "--prompts", "2", "--max-new-tokens", "8",
+                        "--warmup", "1", "--steps", "2", "--rounds", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    for label in ("laser (bandit=single)", "TRL OnlineDPOTrainer"):
+        assert re.search(rf"^{re.escape(label)} *: .* = +[\d.]+ prompts/s", out, re.M)
+    assert "same prompt batches True" in out and "laser generated 96 tokens (budget 96)" in out
+    assert "TRL completions with an EOS (cut short): 0%" in out
+    assert re.search(r"^target: laser prompts/s >= 1.0x TRL's online DPO .* -> (PASS|FAIL)$", out, re.M)

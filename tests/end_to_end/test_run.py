@@ -74,6 +74,30 @@ def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(make_config, tmp
     assert part["final"] == full["final"]
 
 
+def test_a_context_free_selector_skips_the_context_forward_and_runs_the_same(make_config, tmp_path, monkeypatch):
+    """bandit=single ignores the context, so no context is computed (no policy forward per step); the run
+    is the same as one that computes and discards it: decisions, rewards, losses and evaluations."""
+    from laser.selection.context import LastTokenContext
+    from laser.selection.single import SingleRM
+
+    overrides = ["bandit=single", "policy.warm_start.steps=0", "laser.iterations=1"]
+    calls = []
+    encode = LastTokenContext.__call__
+    monkeypatch.setattr(LastTokenContext, "__call__", lambda self, *a: calls.append(1) or encode(self, *a))
+    skipped_dir, computed_dir = tmp_path / "skipped", tmp_path / "computed"
+    run(make_config(overrides, output_dir=skipped_dir), skipped_dir)
+    assert calls == []
+    monkeypatch.setattr(SingleRM, "uses_context", True)
+    run(make_config(overrides, output_dir=computed_dir), computed_dir)
+    assert len(calls) == 6  # one per step
+    skipped, skipped_sel = _read(skipped_dir)
+    computed, computed_sel = _read(computed_dir)
+    for key in ("arm", "reward_raw", "reward_normalised", "gold_pair_accuracy"):
+        assert [s[key] for s in skipped_sel] == [s[key] for s in computed_sel]
+    assert [r["train/loss"] for r in skipped["iterations"]][1:] == [r["train/loss"] for r in computed["iterations"]][1:]
+    assert skipped["final"] == computed["final"] and skipped["rm_calls"] == computed["rm_calls"]
+
+
 def test_gsm8k_experiment_runs_offline_on_the_real_files(make_config, tmp_path):
     data = require_data("gsm8k")
     cfg = make_config(["+experiment=gsm8k", "policy=tiny", "rm_pool=tiny", f"task.data_dir={data}",

@@ -118,6 +118,24 @@ def test_embed_shape_no_grad_and_padding_invariant(policy):
         assert torch.allclose(vectors[i], alone, atol=1e-4)
 
 
+def test_embed_computes_one_position_of_logits_and_the_same_vectors(policy):
+    """The context needs the last hidden state only: the forward is asked for one position's logits
+    (logits_to_keep=1), and the vectors are bitwise those of a forward with every position's logits."""
+    enc = policy.encode(PROMPTS)
+    perturb_lora(policy)
+    shapes = []
+    hook = policy.model.get_base_model().lm_head.register_forward_hook(lambda m, i, out: shapes.append(out.shape))
+    kept = policy.embed(enc)
+    policy.keeps_logits = False  # an architecture without logits_to_keep: every position, as before
+    full = policy.embed(enc)
+    hook.remove()
+    assert shapes[0][1] == 1 and shapes[1][1] == enc["input_ids"].shape[1]
+    assert torch.equal(kept, full)
+
+
+# ---- log-probs ----------------------------------------------------------------------------------
+
+
 def test_reference_equals_policy_at_init_and_not_after_perturbing(policy, batch):
     _, prompt_ids, response_ids = batch
     reference = policy.response_logps(prompt_ids, response_ids, reference=True)
@@ -161,6 +179,22 @@ def test_response_logps_without_logits_to_keep_are_the_same(policy, batch):
     kept = policy.response_logps(prompt_ids, response_ids).detach()
     policy.keeps_logits = False
     assert torch.allclose(policy.response_logps(prompt_ids, response_ids).detach(), kept, atol=1e-5)
+
+
+def test_response_logps_feed_the_lm_head_a_contiguous_block_of_the_kept_positions(policy, batch):
+    """logits_to_keep is given as positions (a tensor), so the LM head gets a gathered, contiguous block, not a
+    strided view of the hidden states (the slow path of torch's CPU matmul), and the same log-probs."""
+    _, prompt_ids, response_ids = batch
+    perturb_lora(policy)
+    seen = []
+    lm_head = policy.model.get_base_model().lm_head
+    hook = lm_head.register_forward_pre_hook(lambda m, args: seen.append((args[0].shape, args[0].is_contiguous())))
+    got = policy.response_logps(prompt_ids, response_ids).detach()
+    hook.remove()
+    width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids, strict=True))
+    keep = width - min(len(p) for p in prompt_ids) + 1
+    assert seen == [(torch.Size([2, keep, 32]), True)] and keep < width
+    assert torch.allclose(got, hand_logps(policy, prompt_ids, response_ids), atol=1e-4)
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(model_path, batch):
