@@ -4,7 +4,7 @@ its own Hydra config.
 
 laser's side is built in ONE place, `build_laser`, through `laser.run.build` (the function
 `python -m laser.run` calls). Every laser module these benchmarks import is named in this file:
-`laser.run` (`build`, `make_trainer`), `laser.module`, `laser.tiny.build_tokenizer` and the RM class path
+`laser.run` (`build`, `make_trainer`), `laser.step.module`, `laser.tiny.build_tokenizer` and the RM class path
 `CLASSIFIER_RM`; if laser's modules move, only this file changes. The scripts' laser children use, besides
 the config keys they override, `LaserModule._preference_loss`, `.configure_optimizers`, `.policy` and
 `.tracker`.
@@ -161,8 +161,8 @@ def import_laser() -> None:
     Hydra) before a memory baseline, so that the baseline holds the imports, not the work."""
     import transformers.models.llama.modeling_llama  # noqa: F401
 
-    import laser.step.module  # noqa: F401
     import laser.run  # noqa: F401
+    import laser.step.module  # noqa: F401
 
 
 def trl_clock(device: str, warmup: int, memory: PeakMemory, ends: list[float], logs: list[dict], peak: dict):

@@ -40,13 +40,14 @@ from laser.runs.results import IterationTracker
 from laser.runs.rng import set_rng_state
 from laser.selection.base import Selector, StepFeedback
 from laser.selection.context import Context, LastTokenContext
-from laser.selection.rewards.base import SelectorReward, StepEvidence, holdout_split
+from laser.selection.rewards.base import SelectorReward, StepEvidence
 from laser.step import records
+from laser.step.counterfactuals import record_counterfactuals
 from laser.step.decisions import Decision, shared_decision
 from laser.step.pairs import build_preference_pairs
-from laser.step.preference import policy_margins, preference_loss, step_evidence
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
 from laser.step.state import module_state, restore_module_state
+from laser.step.update import update_on_pairs
 from laser.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class LaserModule(L.LightningModule):
             RM that scored them (`samples.jsonl`, and a W&B table with logger=wandb); 0 disables.
         on_rm_fault: an RM that raises, hangs, miscounts or returns NaN/inf: "skip" the step, or
             "penalise" (skip it and give the chosen arm reward 0). Either way it is counted (faults/*).
+        counterfactuals: every step, score the samples with every RM and record what each would have given
+            (`counterfactuals.jsonl`; K scorings and K virtual updates per step; the run is unchanged).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
@@ -78,7 +81,7 @@ class LaserModule(L.LightningModule):
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
                  context: Context | None = None, log_samples_every: int = 20,
-                 on_rm_fault: str = "skip") -> None:
+                 on_rm_fault: str = "skip", counterfactuals: bool = False) -> None:
         super().__init__()
         check_values("laser", num_samples=num_samples, pairs_per_prompt=pairs_per_prompt, beta=beta, lr=lr,
                      nll_weight=nll_weight, on_rm_fault=on_rm_fault)
@@ -88,6 +91,7 @@ class LaserModule(L.LightningModule):
         self.selector_reward = selector_reward
         self.context = context or LastTokenContext()
         self.log_samples_every, self.on_rm_fault = log_samples_every, on_rm_fault
+        self.counterfactuals = counterfactuals
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
@@ -135,6 +139,8 @@ class LaserModule(L.LightningModule):
         with self.phase("generate"):
             samples = self.policy.sample(encoded, self.num_samples)  # n per prompt, one generate call
         self.tracker.on_step(samples.num_generated_tokens)
+        if self.counterfactuals:  # opt-in diagnostics: what every RM would have given (laser/step/counterfactuals.py)
+            record_counterfactuals(self, batch, prompts, encoded, samples, decisions)
         scored = self._score(decisions, batch, prompts, samples.texts)  # only the chosen RMs run
         if scored is None:
             return  # an RM failed: the step is skipped and counted (laser/step/rm_faults.py)
@@ -203,20 +209,11 @@ class LaserModule(L.LightningModule):
 
     def _update(self, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]],
                 samples: Samples) -> tuple[StepEvidence, torch.Tensor, dict[str, float]]:
-        """The optimiser step on the pairs (but those the selector reward holds back), and what the step
-        measured for that reward: the trained pairs' losses and log-probs, the held-back pairs' policy
-        margins just before and after the update."""
-        trained, held = holdout_split(pairs, self.selector_reward.holdout_every)
-        if not trained:  # every pair belongs to a held-back prompt: train on them all, measure nothing held
-            trained, held = pairs, []
-        n = self.num_samples
-        before = policy_margins(self.policy, prompt_ids, samples.response_ids, held, n)
-        result = preference_loss(self.policy, prompt_ids, samples.response_ids, trained, n, self.beta,
-                                 self.label_smoothing, self.nll_weight)
-        loss = result.losses.mean()
-        self._optimiser_step(loss)
-        after = policy_margins(self.policy, prompt_ids, samples.response_ids, held, n)
-        return step_evidence(trained, result, result.losses, held, before, after), loss.detach(), result.metrics
+        """The optimiser step on the pairs (but those the selector reward holds back) and what it measured
+        for that reward (laser/step/update.py)."""
+        return update_on_pairs(self.policy, prompt_ids, samples.response_ids, pairs, self.num_samples, self.beta,
+                               self.label_smoothing, self.nll_weight, self.selector_reward.holdout_every,
+                               self._optimiser_step)
 
     def _reward(self, decisions: list[Decision], batch: list[Example], responses: list[str],
                 feedback: StepFeedback, evidence: StepEvidence) -> dict[str, float]:
