@@ -97,12 +97,8 @@ def warm_start(
             _train(model, tokenizer, task, examples, steps, lr, max_tokens,
                    lambda: [rng.randrange(len(examples)) for _ in range(batch_size)])
         else:
-            train, held_out = hold_out(examples, check_examples)
-            schedule = CompetenceTarget(train, held_out, target_accuracy, check_every, batch_size, rng,
-                                        lambda: greedy_accuracy(model, tokenizer, task, held_out, max_tokens))
-            taken = _train(model, tokenizer, task, train, steps, lr, max_tokens, schedule.draw_batch, schedule.after_step)
-            report = schedule.report(taken, steps)
-            _log_final(report)
+            report = _train_to_target(model, tokenizer, task, examples, steps, lr, batch_size, max_tokens, rng,
+                                      target_accuracy, check_every, check_examples)
             extra_files = {REPORT_FILE: json.dumps(report, indent=2) + "\n"}
     save_model_folder(folder, model, tokenizer, extra_files)
     log.info("warm start: done in %.1fs", time.perf_counter() - started)
@@ -138,6 +134,19 @@ def _train(model, tokenizer, task: Task, examples: list[Example], steps: int, lr
 
 
 # ----- warm start to a target competence ---------------------------------------------------------
+
+
+def _train_to_target(model, tokenizer, task: Task, examples: list[Example], steps: int, lr: float,
+                     batch_size: int, max_tokens: int, rng: random.Random, target: float, check_every: int,
+                     check_examples: int) -> dict:
+    """`_train` on all but the held-out examples, scheduled by `CompetenceTarget`; returns its report."""
+    train, held_out = hold_out(examples, check_examples)
+    schedule = CompetenceTarget(train, held_out, target, check_every, batch_size, rng,
+                                lambda: greedy_accuracy(model, tokenizer, task, held_out, max_tokens))
+    taken = _train(model, tokenizer, task, train, steps, lr, max_tokens, schedule.draw_batch, schedule.after_step)
+    report = schedule.report(taken, steps)
+    _log_final(report)
+    return report
 
 
 def sampling_weights(accuracies: Mapping[str, float], target: float,
