@@ -106,12 +106,15 @@ def build_untrained_classifier(cache_dir: str, hidden_size: int = 32, num_layers
     return str(folder)
 
 
-def save_model_folder(folder: Path, model, tokenizer) -> None:
+def save_model_folder(folder: Path, model, tokenizer, extra_files: dict[str, str] | None = None) -> None:
     """Save a model and its tokenizer as one Hugging Face folder, atomically: a killed build never leaves
-    a half-written cache, and when two processes build the same folder, the first one's is kept."""
+    a half-written cache, and when two processes build the same folder, the first one's is kept.
+    `extra_files` (name -> text) are written into the folder with the model (e.g. how it was made)."""
     def write(temp: Path) -> None:
         model.save_pretrained(temp)
         tokenizer.save_pretrained(temp)
+        for name, text in (extra_files or {}).items():
+            (temp / name).write_text(text)
 
     replace_atomically(folder, write)
 

@@ -9,8 +9,9 @@ import re
 from laser.errors import LaserConfigError
 from laser.tasks.base import Example, Task
 
-CATEGORIES = ("addition", "comparison", "maximum")
-NUMERIC = ("addition", "maximum")  # categories whose answer is a number
+CATEGORIES = ("addition", "comparison", "maximum", "minimum", "parity")
+NUMERIC = ("addition", "maximum", "minimum")  # categories whose answer is a number
+YES_NO = ("comparison", "parity")  # categories whose answer is yes or no
 DEFAULT_CATEGORIES = ("addition", "comparison")
 
 # The first integer / first yes-no word: a tiny policy's answer comes first, and whatever it
@@ -21,12 +22,22 @@ _FIRST_ANSWER_RE = re.compile(rf"{_FIRST_INTEGER_RE.pattern}|{_FIRST_YES_NO_RE.p
 _YES_NO_MAP = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
+# (a, b) -> (question, gold answer), for the categories asked about two operands.
+_TWO_OPERAND_QUESTIONS = {
+    "addition": lambda a, b: (f"What is {a} + {b}?", str(a + b)),
+    "comparison": lambda a, b: (f"Is {a} larger than {b}?", "yes" if a > b else "no"),
+    "maximum": lambda a, b: (f"Which is larger, {a} or {b}?", str(max(a, b))),
+    "minimum": lambda a, b: (f"Which is smaller, {a} or {b}?", str(min(a, b))),
+}
+
+
 class Arithmetic(Task):
-    """Addition ("What is 23 + 19?" -> "42"), comparison ("Is 37 larger than 52?" -> "no") and maximum
-    ("Which is larger, 37 or 52?" -> "52"); any subset of them, addition and comparison by default.
+    """Addition ("What is 23 + 19?" -> "42"), comparison ("Is 37 larger than 52?" -> "no"), maximum
+    ("Which is larger, 37 or 52?" -> "52"), minimum ("Which is smaller, 37 or 52?" -> "37") and parity
+    ("Is 37 even?" -> "no"); any subset of them, addition and comparison by default.
 
     Why it exists: a task small enough that a ~1M-parameter policy trained from scratch learns the
-    format in about a minute on 2 CPU cores, yet with two categories on which different reward
+    format in about a minute on 2 CPU cores, yet with categories on which different reward
     models can be made reliable, so the bandit's choice of RM visibly changes what the policy
     learns. Examples are generated from `seed` (no files), balanced between categories, and no
     question appears in both train and test.
@@ -91,14 +102,14 @@ class Arithmetic(Task):
         return _YES_NO_MAP.get(token, str(int(token)) if token.lstrip("-").isdigit() else None)
 
     def is_correct(self, response: str, example: Example) -> bool:
-        """Grade with the extractor of the example's category: first integer for addition, first
-        yes/no word for comparison (so "no, 3" is a correct comparison answer)."""
+        """Grade with the extractor of the example's category: first integer for addition, maximum and
+        minimum, first yes/no word for comparison and parity (so "no, 3" is a correct yes/no answer)."""
         if not isinstance(response, str):
             return False
         if example.category in NUMERIC:
             match = _FIRST_INTEGER_RE.search(response)
             predicted = str(int(match.group(0))) if match else None
-        elif example.category == "comparison":
+        elif example.category in YES_NO:
             match = _FIRST_YES_NO_RE.search(response)
             predicted = _YES_NO_MAP[match.group(1).lower()] if match else None
         else:
@@ -122,7 +133,7 @@ class Arithmetic(Task):
                 )
             # Sampling distinct pool indices, then cutting the list, is what makes the splits disjoint.
             indices = rng.sample(range(pool), n_train + n_test)
-            examples = [self._make(category, index, position) for position, index in enumerate(indices)]
+            examples = [self.make_example(category, index, position) for position, index in enumerate(indices)]
             train += examples[:n_train]
             test += examples[n_train:]
         rng.shuffle(train)  # mix categories so any prefix or batch sees both
@@ -131,33 +142,29 @@ class Arithmetic(Task):
 
     def _pool_size(self, category: str) -> int:
         size = self.max_operand + 1  # operands are 0..max_operand
-        # Addition uses ordered pairs (3 + 5 and 5 + 3 are different questions); comparison uses
-        # unordered pairs of distinct numbers, each asked one way round.
-        return size * (self.max_addend + 1) if category == "addition" else size * (size - 1) // 2
+        if category == "addition":  # ordered pairs: 3 + 5 and 5 + 3 are different questions
+            return size * (self.max_addend + 1)
+        if category == "parity":  # 0..size**2 - 1 as pairs {2k, 2k + 1}, one number of each pair asked
+            return size * size // 2
+        return size * (size - 1) // 2  # unordered pairs of distinct numbers, each asked one way round
 
-    def _make(self, category: str, index: int, position: int) -> Example:
+    def make_example(self, category: str, index: int, position: int) -> Example:
+        """The `index`-th question of `category`'s pool; an even `position` asks the larger operand first
+        (two-operand categories) or the even number of the pair (parity). Alternating by position is
+        what makes yes and no, and first and second operand, equally common."""
+        if category == "parity":
+            n = 2 * index + position % 2
+            answer = "yes" if n % 2 == 0 else "no"
+            return Example(uid=f"parity-{n}", question=f"Is {n} even?", answer=answer, target=f" {answer}",
+                           category=category, meta={"n": n})
         if category == "addition":
             a, b = divmod(index, self.max_addend + 1)
-            answer = str(a + b)
-            question = f"What is {a} + {b}?"
         else:
             small, large = _unordered_pair(index)
-            # Alternating the orientation makes yes and no (first and second) equally common.
             a, b = (large, small) if position % 2 == 0 else (small, large)
-            if category == "comparison":
-                answer = "yes" if a > b else "no"
-                question = f"Is {a} larger than {b}?"
-            else:
-                answer = str(max(a, b))
-                question = f"Which is larger, {a} or {b}?"
-        return Example(
-            uid=f"{category}-{a}-{b}",
-            question=question,
-            answer=answer,
-            target=f" {answer}",
-            category=category,
-            meta={"a": a, "b": b},
-        )
+        question, answer = _TWO_OPERAND_QUESTIONS[category](a, b)
+        return Example(uid=f"{category}-{a}-{b}", question=question, answer=answer, target=f" {answer}",
+                       category=category, meta={"a": a, "b": b})
 
 
 def _split_evenly(total: int, parts: int) -> list[int]:

@@ -1,8 +1,9 @@
 """The contract every RM pool meets, checked for every conf/rm_pool/*.yaml: a new pool (one yaml, maybe one
 RM file) is picked up here with no list to edit.
 
-Every yaml opens with what it is and composes into a `RewardModelPool` of named RMs. Then, by what its
-RMs need:
+Every yaml opens with what it is and composes into a `RewardModelPool` of named RMs: either the pool
+itself with its `models` listed, or a factory that returns one (`category_judges` builds its arms from
+`${task.categories}`). Then, by what its RMs need:
 - local (nothing to download: programmatic RMs, models built locally): the pool builds, every RM
   scores a small batch with one finite score per response, and a short run completes;
 - hub (it names hub models): offline with an empty Hugging Face cache, the preflight refuses the run
@@ -15,11 +16,13 @@ RMs need:
 from __future__ import annotations
 
 import socket
+import typing
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import CONF_DIR, compose_config
+from hydra.utils import get_object
 from omegaconf import DictConfig, open_dict
 
 from laser.config.instantiate import instantiate
@@ -40,8 +43,19 @@ def hub_models(cfg: DictConfig) -> list[str]:
     return sorted({value for _, value, _ in model_references(cfg.rm_pool) if not looks_local(value)})
 
 
+def listed_models(cfg: DictConfig) -> dict:
+    """The RMs the yaml lists by name (a factory pool builds its own arms and may list none)."""
+    return {name: rm for name, rm in (cfg.rm_pool.get("models") or {}).items() if rm is not None}
+
+
+def builds_a_pool(target: str) -> bool:
+    """`_target_` is RewardModelPool, or a function annotated to return one."""
+    obj = get_object(target)
+    return obj is RewardModelPool or typing.get_type_hints(obj).get("return") is RewardModelPool
+
+
 def served(cfg: DictConfig) -> bool:
-    return any(str(rm.get("_target_", "")).endswith("RemoteRM") for rm in cfg.rm_pool.models.values() if rm)
+    return any(str(rm.get("_target_", "")).endswith("RemoteRM") for rm in listed_models(cfg).values())
 
 
 def kind(path: Path) -> str:
@@ -75,9 +89,10 @@ def scoring_batch(n: int = 4) -> ScoringBatch:
 def test_the_yaml_composes_into_a_pool_of_named_rms(path: Path) -> None:
     assert path.read_text().startswith("#")  # opens with what it is
     cfg = compose_config([f"rm_pool={path.stem}"])
-    assert cfg.rm_pool._target_ == "laser.rewards.pool.RewardModelPool"
-    models = {name: rm for name, rm in cfg.rm_pool.models.items() if rm is not None}
-    assert models and all("_target_" in rm for rm in models.values())
+    assert builds_a_pool(cfg.rm_pool._target_)
+    models = listed_models(cfg)
+    assert all("_target_" in rm for rm in models.values())
+    assert models or cfg.rm_pool._target_ != "laser.rewards.pool.RewardModelPool"  # the pool itself lists its RMs
     assert KINDS[path.stem] in ("local", "hub", "served")
 
 
@@ -85,7 +100,8 @@ def test_the_yaml_composes_into_a_pool_of_named_rms(path: Path) -> None:
 def test_a_local_pool_builds_and_each_rm_scores_a_batch(path: Path, cache_dir: Path) -> None:
     cfg = compose_config([f"rm_pool={path.stem}", f"paths.cache_dir={cache_dir}"])
     pool = instantiate(cfg.rm_pool, _convert_="all")
-    assert isinstance(pool, RewardModelPool) and pool.names == [n for n, rm in cfg.rm_pool.models.items() if rm]
+    assert isinstance(pool, RewardModelPool) and len(set(pool.names)) == len(pool)
+    assert list(listed_models(cfg)) == pool.names[len(pool) - len(listed_models(cfg)):]  # listed arms come last
     batch = scoring_batch()
     for arm in range(len(pool)):
         scores = pool.score([arm], batch)[arm]

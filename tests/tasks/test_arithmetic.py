@@ -88,3 +88,55 @@ def test_arithmetic_maximum_category_and_small_addends() -> None:
             assert b <= 3 and example.answer == str(a + b)
     with pytest.raises(LaserConfigError, match="max_addend"):
         Arithmetic(max_addend=-1)
+
+
+def test_arithmetic_minimum_and_parity_questions_for_hand_picked_indices() -> None:
+    task = Arithmetic(num_train=10, num_test=4, categories=["minimum", "parity"])
+    # Pair index 2 is (1, 2); an even position asks the larger operand first.
+    first, second = task.make_example("minimum", 2, 0), task.make_example("minimum", 2, 1)
+    assert (first.question, first.answer, first.target) == ("Which is smaller, 2 or 1?", "1", " 1")
+    assert (second.question, second.answer) == ("Which is smaller, 1 or 2?", "1")
+    assert first.uid == "minimum-2-1" and first.meta == {"a": 2, "b": 1}
+    # Parity index 18 is the pair {36, 37}: the even number at an even position, the odd one at an odd.
+    even, odd = task.make_example("parity", 18, 0), task.make_example("parity", 18, 1)
+    assert (even.question, even.answer, even.target) == ("Is 36 even?", "yes", " yes")
+    assert (odd.question, odd.answer, odd.uid) == ("Is 37 even?", "no", "parity-37")
+    assert task.make_example("maximum", 2, 1).question == "Which is larger, 1 or 2?"
+
+
+def test_arithmetic_minimum_and_parity_are_balanced_disjoint_and_in_range() -> None:
+    task = Arithmetic(num_train=1200, num_test=300, categories=["comparison", "minimum", "parity"])
+    train, test = task.train_examples(), task.test_examples()
+    assert not {e.question for e in train} & {e.question for e in test}
+    assert len({e.question for e in train + test}) == len(train) + len(test)
+    for split, size in ((train, 400), (test, 100)):
+        assert [sum(e.category == c for e in split) for c in task.categories] == [size] * 3
+        for category in ("comparison", "parity"):
+            answers = [e.answer for e in split if e.category == category]
+            assert abs(answers.count("yes") - answers.count("no")) <= 1  # "always no" cannot win
+    for example in train + test:
+        if example.category == "parity":
+            n = example.meta["n"]
+            assert 0 <= n <= 51 ** 2 - 1 and example.question == f"Is {n} even?"
+            assert example.answer == ("yes" if n % 2 == 0 else "no")
+        elif example.category == "minimum":
+            a, b = example.meta["a"], example.meta["b"]
+            assert a != b and example.answer == str(min(a, b))
+    parity_numbers = [e.meta["n"] for e in train if e.category == "parity"]
+    assert max(parity_numbers) > 51 * 50  # drawn from the whole range, not just 0..max_operand
+
+
+def test_arithmetic_grades_minimum_as_a_number_and_parity_as_yes_no() -> None:
+    task = Arithmetic(num_train=10, num_test=4, categories=["minimum", "parity"])
+    minimum, odd = task.make_example("minimum", 2, 0), task.make_example("parity", 18, 1)
+    assert task.is_correct(" 1", minimum) and task.is_correct(" 1 or 2", minimum)
+    assert not task.is_correct(" 2 1", minimum) and not task.is_correct(" no", minimum)
+    assert task.is_correct(" no", odd) and task.is_correct(" False", odd) and task.is_correct(" 37 no", odd)
+    assert not task.is_correct(" yes", odd) and not task.is_correct(" 37", odd) and not task.is_correct("", odd)
+
+
+def test_arithmetic_parity_pool_caps_the_number_of_questions() -> None:
+    task = Arithmetic(num_train=54, num_test=6, max_operand=10, categories=["parity"])  # 11**2 // 2 = 60 pairs
+    assert len({e.question for e in task.train_examples() + task.test_examples()}) == 60
+    with pytest.raises(LaserConfigError, match="61 distinct parity questions"):
+        Arithmetic(num_train=55, num_test=6, max_operand=10, categories=["parity"])

@@ -1,0 +1,67 @@
+"""One judge per task category plus pure noise: a fair RM pool for any mix of categories.
+
+`rm_pool=tiny` is written for the default mix (addition, comparison). `category_judges` builds the
+same kind of pool for whatever `task.categories` is: for each category c an RM `<c>_judge`, the exact
+verifier corrupted (NoisyRM) with probability `reliable_corrupt_prob` on c and always on every other
+category, and an RM `noise` corrupted always. Every category then has exactly one RM that can teach
+it, so on any mix a bandit has to route each category's prompts to its own judge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from laser.errors import LaserConfigError
+from laser.rewards.base import RewardModel
+from laser.rewards.noisy import NoisyRM
+from laser.rewards.pool import RewardModelPool
+from laser.rewards.verifier import VerifierRM
+
+NOISE = "noise"  # the arm that is pure noise on every category
+
+
+def judge_name(category: str) -> str:
+    """The name of the RM reliable on `category`."""
+    return f"{category}_judge"
+
+
+def arm_seed(seed: int, name: str) -> int:
+    """The noise seed of arm `name`: derived from the pool's `seed` and the arm's name, so it differs
+    between arms and a judge draws the same stream whichever other categories the pool has."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:4], "big")
+
+
+def category_judges(
+    categories: Sequence[str],
+    reliable_corrupt_prob: float = 0.05,
+    seed: int = 0,
+    models: Mapping[str, RewardModel | None] | None = None,
+    device: str = "cpu",
+    placement: str = "resident",
+    timeout_s: float | None = None,
+) -> RewardModelPool:
+    """The pool `<c>_judge` for each category c (in order), then `noise`: K = len(categories) + 1.
+
+    Args:
+        categories: the task's categories (`${task.categories}` in conf/rm_pool/category_judges.yaml).
+        reliable_corrupt_prob: how often a judge's score is replaced by Uniform(0, 1) noise on its own
+            category (0: the exact verifier there); on every other category it always is.
+        seed: each arm's noise seed is derived from it and the arm's name (`arm_seed`).
+        models: more RMs, appended after `noise` (how `bandit=oracle` adds its verifier arm).
+        device, placement, timeout_s: as for `RewardModelPool`.
+    """
+    categories = [str(c) for c in categories]  # Hydra passes a ListConfig
+    if not categories or len(set(categories)) != len(categories) or "" in categories:
+        raise LaserConfigError(f"rm_pool=category_judges needs distinct, non-empty task categories; got "
+                               f"{categories!r} (a task without categories has nothing to judge apart)")
+    arms: dict[str, RewardModel | None] = {
+        judge_name(c): NoisyRM(VerifierRM(), corrupt_prob={"default": 1.0, c: reliable_corrupt_prob},
+                               seed=arm_seed(seed, judge_name(c)))
+        for c in categories
+    }
+    arms[NOISE] = NoisyRM(VerifierRM(), corrupt_prob=1.0, seed=arm_seed(seed, NOISE))
+    clashes = sorted(set(arms) & set(models or {}))
+    if clashes:
+        raise LaserConfigError(f"rm_pool.models names {clashes}, which category_judges already builds")
+    return RewardModelPool({**arms, **(models or {})}, device=device, placement=placement, timeout_s=timeout_s)
