@@ -5,6 +5,11 @@ same kind of pool for whatever `task.categories` is: for each category c an RM `
 verifier corrupted (NoisyRM) with probability `reliable_corrupt_prob` on c and always on every other
 category, and an RM `noise` corrupted always. Every category then has exactly one RM that can teach
 it, so on any mix a bandit has to route each category's prompts to its own judge.
+
+With `off_category="own_rule"` (conf/rm_pool/category_judges_conflicting.yaml) a judge does not turn into
+noise outside its category: it applies its own rule there (`RuleVerifierRM`), so judges *conflict* (the
+maximum judge prefers the larger number on a "which is smaller" question), as RMs built for different
+things do. Noise averages out in a score ensemble; conflicting preferences do not.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel
 from laser.rewards.noisy import NoisyRM
 from laser.rewards.pool import RewardModelPool
+from laser.rewards.rule_verifier import RuleVerifierRM
 from laser.rewards.verifier import VerifierRM
 
 NOISE = "noise"  # the arm that is pure noise on every category
@@ -40,6 +46,7 @@ def category_judges(
     device: str = "cpu",
     placement: str = "resident",
     timeout_s: float | None = None,
+    off_category: str = "noise",
 ) -> RewardModelPool:
     """The pool `<c>_judge` for each category c (in order), then `noise`: K = len(categories) + 1.
 
@@ -50,14 +57,19 @@ def category_judges(
         seed: each arm's noise seed is derived from it and the arm's name (`arm_seed`).
         models: more RMs, appended after `noise` (how `bandit=oracle` adds its verifier arm).
         device, placement, timeout_s: as for `RewardModelPool`.
+        off_category: what a judge does on the other categories: "noise" (its scores are Uniform(0, 1)) or
+            "own_rule" (it applies its own category's rule, corrupted at `reliable_corrupt_prob` too).
     """
     categories = [str(c) for c in categories]  # Hydra passes a ListConfig
     if not categories or len(set(categories)) != len(categories) or "" in categories:
         raise LaserConfigError(f"rm_pool=category_judges needs distinct, non-empty task categories; got "
                                f"{categories!r} (a task without categories has nothing to judge apart)")
+    if off_category not in ("noise", "own_rule"):
+        raise LaserConfigError(f"rm_pool.off_category={off_category!r}; choose 'noise' or 'own_rule'")
     arms: dict[str, RewardModel | None] = {
         judge_name(c): NoisyRM(VerifierRM(), corrupt_prob={"default": 1.0, c: reliable_corrupt_prob},
-                               seed=arm_seed(seed, judge_name(c)))
+                               seed=arm_seed(seed, judge_name(c))) if off_category == "noise" else
+        NoisyRM(RuleVerifierRM(c), corrupt_prob=reliable_corrupt_prob, seed=arm_seed(seed, judge_name(c)))
         for c in categories
     }
     arms[NOISE] = NoisyRM(VerifierRM(), corrupt_prob=1.0, seed=arm_seed(seed, NOISE))
