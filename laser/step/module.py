@@ -152,7 +152,7 @@ class LaserModule(L.LightningModule):
             evidence, loss, metrics = self._update(pairs, self.policy.unpadded_prompt_ids(encoded), samples)
         self.tracker.on_loss(float(loss))
         feedback = StepFeedback(scores=per_arm, pairs=[p for p in pairs if p[0] in set(evidence.prompts)])
-        metrics.update(self._reward(decisions, batch, samples.texts, feedback, evidence))
+        metrics.update(self._reward(decisions, batch, samples.texts, feedback, evidence, pairs))
         metrics.update(records.step_metrics(loss, feedback.pairs, samples, decisions, self.selector))
         records.log_step(self, metrics, decisions, batch, prompts, samples.texts, scores)
 
@@ -216,9 +216,10 @@ class LaserModule(L.LightningModule):
                                self._optimiser_step)
 
     def _reward(self, decisions: list[Decision], batch: list[Example], responses: list[str],
-                feedback: StepFeedback, evidence: StepEvidence) -> dict[str, float]:
+                feedback: StepFeedback, evidence: StepEvidence, pairs: list[tuple[int, int, int]]) -> dict[str, float]:
         """The bandit learns from the selector reward of each decision (laser/selection/rewards/), mapped to
-        [0, 1]; one selections.jsonl line per decision. Returns the (last) reward's metrics."""
+        [0, 1]; one selections.jsonl line per decision, with the gold accuracy of all its pairs (held-back
+        ones too). Returns the (last) reward's metrics."""
         metrics: dict[str, float] = {}
         for decision in decisions:
             reward_raw = self._decision_reward(decision, evidence)
@@ -229,7 +230,7 @@ class LaserModule(L.LightningModule):
             with self.phase("bandit"):
                 self.selector.update(decision.selection, decision.context, reward, feedback)
             accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.num_samples,
-                                                  [p for p in feedback.pairs if p[0] in set(decision.prompts)])
+                                                  [p for p in pairs if p[0] in set(decision.prompts)])
             records.record_decision(self, decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
             metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
         return metrics

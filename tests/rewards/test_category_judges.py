@@ -90,3 +90,37 @@ def test_categories_that_cannot_be_judged_apart_are_refused(categories: list[str
 def test_an_extra_arm_may_not_take_a_judges_name() -> None:
     with pytest.raises(LaserConfigError, match="noise"):
         category_judges(["parity"], models={"noise": VerifierRM()})
+
+
+def test_a_rule_verifier_applies_its_own_rule_to_other_categories() -> None:
+    """On "Which is smaller, a or b?" the maximum rule prefers the larger number, the minimum rule the
+    smaller, the comparison rule a yes/no by a > b; a parity question has no two operands: all 0."""
+    from laser.rewards.rule_verifier import RuleVerifierRM
+
+    question = next(e for e in TASK.test_examples() if e.category == "minimum")
+    a, b = question.meta["a"], question.meta["b"]
+    responses = [f" {min(a, b)}", f" {max(a, b)}", " yes", " no"]
+    batch = ScoringBatch([TASK.format_prompt(question)] * 4, responses, [question] * 4, TASK)
+    score = {rule: RuleVerifierRM(rule).score(batch).tolist() for rule in ("minimum", "maximum", "comparison")}
+    assert score["minimum"] == [1.0, 0.0, 0.0, 0.0] and score["maximum"] == [0.0, 1.0, 0.0, 0.0]
+    assert score["comparison"] == ([0.0, 0.0, 1.0, 0.0] if a > b else [0.0, 0.0, 0.0, 1.0])
+    parity = next(e for e in TASK.test_examples() if e.category == "parity")
+    assert RuleVerifierRM("maximum").score(ScoringBatch(["q"], [" 3"], [parity], TASK)).tolist() == [0.0]
+    with pytest.raises(LaserConfigError, match="rule='division'"):
+        RuleVerifierRM("division")
+
+
+def test_the_conflicting_pool_composes_and_its_judges_conflict() -> None:
+    cfg = compose_config(["rm_pool=category_judges_conflicting", "task.categories=[comparison,maximum,minimum]",
+                          "rm_pool.reliable_corrupt_prob=0.0"])
+    pool = instantiate(cfg.rm_pool, _convert_="all")
+    assert pool.names == ["comparison_judge", "maximum_judge", "minimum_judge", "noise"]
+    examples = [e for e in TASK.test_examples() if e.category == "minimum"]
+    responses = [f" {min(e.meta['a'], e.meta['b']) if i % 2 else max(e.meta['a'], e.meta['b'])}"
+                 for i, e in enumerate(examples)]  # right and wrong (the other number) alternately
+    batch = ScoringBatch([TASK.format_prompt(e) for e in examples], responses, examples, TASK)
+    scores = pool.score(range(4), batch)
+    assert torch.equal(scores[1], 1.0 - scores[2])  # on "which is smaller" the two numeric judges disagree exactly
+    assert torch.equal(scores[2], VerifierRM().score(batch))
+    with pytest.raises(LaserConfigError, match="off_category='nowhere'"):
+        category_judges(["minimum"], off_category="nowhere")
