@@ -29,6 +29,12 @@ def ucb_scores(
     return (b * u).sum(-1), alpha * (x * u).sum(-1).clamp_min(0.0).sqrt()
 
 
+def explore_threshold(pulls: int, ridge_lambda: float) -> float:
+    """The variance x^T A^-1 x above which an arm counts as unexplored at x: an arm pulled m times at x
+    (unit) has 1/(lambda + m); half a pull of slack lets near-identical contexts count as the same region."""
+    return 1.0 / (ridge_lambda + pulls - 0.5)
+
+
 class LinUCB(RidgeSelector):
     """Disjoint LinUCB over `num_arms` RMs; the context dimension is learned on the first call.
 
@@ -37,14 +43,22 @@ class LinUCB(RidgeSelector):
     seeded generator, so runs are reproducible and the first rounds (all scores equal) still spread
     over the arms. `reset_each_iteration` forgets the regressions after every training iteration (the
     policy, and so what each RM is good for, has moved); the tie-breaking RNG runs on.
+
+    `explore_pulls = m > 0` tries every arm in every region of context before trusting the estimates: while
+    some arm's variance at x (x^T A_k^-1 x, which is 1/(lambda + m) after m pulls at x itself) is above
+    `explore_threshold(m)`, the most uncertain arm is pulled. It needs no notion of "region": an arm is
+    unexplored at x exactly when it has seen few contexts like x. With alpha's bonus alone the first few
+    rewards of an arm decide whether it is ever tried again in a region, which locks in early mistakes.
     """
 
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, alpha: float = 0.1,
                  ridge_lambda: float = 1.0, seed: int = 0, reset_each_iteration: bool = False,
-                 granularity: str = "batch") -> None:
+                 granularity: str = "batch", explore_pulls: int = 0) -> None:
         super().__init__(num_arms, arm_names, ridge_lambda, granularity, reset_each_iteration)
         check_at_least("alpha", alpha)
+        check_at_least("explore_pulls", explore_pulls)
         self.alpha = float(alpha)
+        self.explore_pulls = int(explore_pulls)
         self.ridge_lambda = self.ridge.ridge_lambda
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
@@ -78,8 +92,12 @@ class LinUCB(RidgeSelector):
         """Pick the arm with the highest UCB score for `context`, breaking ties at random."""
         x = self.prepare(context)
         estimates, bonuses = ucb_scores(self.ridge.A_inv, self.ridge.b, x, self.alpha)
-        arm, tied = argmax_with_ties(estimates + bonuses, self.rng)
-        info = {"estimates": estimates.tolist(), "bonuses": bonuses.tolist(), "counts": list(self.counts)}
+        variances = self.ridge.variances(x)
+        exploring = self.explore_pulls > 0 and float(variances.max()) > explore_threshold(self.explore_pulls,
+                                                                                            self.ridge_lambda)
+        arm, tied = argmax_with_ties(variances if exploring else estimates + bonuses, self.rng)
+        info = {"estimates": estimates.tolist(), "bonuses": bonuses.tolist(), "counts": list(self.counts),
+                "exploring": exploring}
         return Selection(arms=(arm,), propensity=1.0 / len(tied), info=info)
 
     def refresh_inverse(self) -> None:

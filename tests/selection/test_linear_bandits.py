@@ -232,6 +232,25 @@ def test_linucb_learns_which_rm_suits_which_context() -> None:
     assert bandit.select(E1).arm == 1 and bandit.select(E2).arm == 0
 
 
+def test_explore_pulls_tries_every_arm_in_every_region_before_exploiting() -> None:
+    """Greedy LinUCB (alpha 0) with explore_pulls=2, two orthogonal regions, arm r right in region r: each
+    region pulls each of the 3 arms exactly twice, then only its right arm, whichever arm won the first
+    (tied) round; with explore_pulls=0 nothing is forced."""
+    regions = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
+    for explore_pulls, expected_first_exploit in ((2, 12), (0, 0)):
+        bandit = LinUCB(3, alpha=0.0, explore_pulls=explore_pulls, seed=1)
+        pulls = {0: [], 1: []}
+        for t in range(20):
+            region = t % 2
+            selection = bandit.select(regions[region])
+            assert selection.info["exploring"] == (t < expected_first_exploit)
+            pulls[region].append(selection.arm)
+            bandit.update(selection, regions[region], 1.0 if selection.arm == region else 0.2)
+        if explore_pulls:
+            for region in (0, 1):
+                assert sorted(pulls[region][:6]) == [0, 0, 1, 1, 2, 2] and set(pulls[region][6:]) == {region}
+
+
 def test_linucb_diagnostics_hand_values() -> None:
     # The hand example of test_bandits: theta0 = (1/2, 0), A0^-1 = diag(1/2, 1); arm 1 never saw e1.
     bandit = LinUCB(2, ["a", "b"], alpha=1.0)
