@@ -27,7 +27,7 @@ from laser.rewards.base import ScoringBatch
 from laser.runs.files import append_jsonl
 from laser.step import records
 from laser.step.pairs import build_preference_pairs
-from laser.step.update import update_on_pairs
+from laser.step.update import update_then_undo
 from laser.tasks.base import Example
 
 FILE = "counterfactuals.jsonl"
@@ -49,34 +49,6 @@ def every_rm_scores(module: L.LightningModule, batch: list[Example], prompts: li
     return {arm: s.view(len(batch), n) for arm, s in scores.items()}
 
 
-def virtual_update(module: L.LightningModule, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]],
-                   samples: Samples) -> tuple[Any, float, dict[str, float]]:
-    """The step's update on `pairs` (what the selector reward reads of it), then undone: the adapter and
-    the optimiser state come back exactly (`load_state_dict` aliases the tensors it is given, so it gets a
-    fresh copy)."""
-    policy = module.policy
-    optimiser = module.optimizers().optimizer
-    adapter, state = policy.adapter_state_dict(), copy.deepcopy(optimiser.state_dict())
-    trainable = [p for p in policy.parameters() if p.requires_grad]
-
-    def step(loss: torch.Tensor) -> None:
-        optimiser.zero_grad()
-        loss.backward()
-        if module.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(trainable, module.max_grad_norm)
-        optimiser.step()
-
-    try:
-        evidence, loss, metrics = update_on_pairs(
-            policy, prompt_ids, samples.response_ids, pairs, module.num_samples, module.beta,
-            module.label_smoothing, module.nll_weight, module.selector_reward.holdout_every, step)
-    finally:
-        policy.load_adapter_state_dict(adapter)
-        optimiser.load_state_dict(copy.deepcopy(state))
-        optimiser.zero_grad()
-    return evidence, float(loss), metrics
-
-
 def counterfactual_line(module: L.LightningModule, batch: list[Example], prompts: list[str],
                         encoded: dict[str, torch.Tensor], samples: Samples, context: torch.Tensor,
                         chosen: list[str]) -> dict[str, Any]:
@@ -91,9 +63,9 @@ def counterfactual_line(module: L.LightningModule, batch: list[Example], prompts
         line: dict[str, Any] = {"pairs": len(pairs), "gold_pair_accuracy": records.gold_pair_accuracy(
             module.task, batch, samples.texts, n, pairs)}
         if pairs:
-            evidence, loss, metrics = virtual_update(module, pairs, prompt_ids, samples)
+            evidence, loss, metrics = update_then_undo(module, pairs, prompt_ids, samples.response_ids)
             raw = reward.measure(evidence)
-            line.update({"loss": loss, "dpo_loss": metrics["train/dpo_loss"], "nll_loss": metrics["train/nll_loss"],
+            line.update({"loss": float(loss), "dpo_loss": metrics["train/dpo_loss"], "nll_loss": metrics["train/nll_loss"],
                          "reward_raw": raw, "reward_normalised": None if raw is None else reward.peek(raw, context)})
         arms[module.rm_pool.names[arm]] = line
     categories: dict[str, int] = {}

@@ -47,7 +47,7 @@ from laser.step.decisions import Decision, shared_decision
 from laser.step.pairs import build_preference_pairs
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
 from laser.step.state import module_state, restore_module_state
-from laser.step.update import update_on_pairs
+from laser.step.update import update_on_pairs, update_then_undo
 from laser.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class LaserModule(L.LightningModule):
             "penalise" (skip it and give the chosen arm reward 0). Either way it is counted (faults/*).
         counterfactuals: every step, score the samples with every RM and record what each would have given
             (`counterfactuals.jsonl`; K scorings and K virtual updates per step; the run is unchanged).
+        update_on_exploration: train on the pairs of a step the selector marks as exploring (the paper: every
+            step trains). False: such a step's update is measured for the reward and undone, so the policy is
+            never trained on an RM the bandit is only trying out (LinUCB `explore_pulls`).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
@@ -81,7 +84,8 @@ class LaserModule(L.LightningModule):
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
                  context: Context | None = None, log_samples_every: int = 20,
-                 on_rm_fault: str = "skip", counterfactuals: bool = False) -> None:
+                 on_rm_fault: str = "skip", counterfactuals: bool = False,
+                 update_on_exploration: bool = True) -> None:
         super().__init__()
         check_values("laser", num_samples=num_samples, pairs_per_prompt=pairs_per_prompt, beta=beta, lr=lr,
                      nll_weight=nll_weight, on_rm_fault=on_rm_fault)
@@ -91,7 +95,7 @@ class LaserModule(L.LightningModule):
         self.selector_reward = selector_reward
         self.context = context or LastTokenContext()
         self.log_samples_every, self.on_rm_fault = log_samples_every, on_rm_fault
-        self.counterfactuals = counterfactuals
+        self.counterfactuals, self.update_on_exploration = counterfactuals, update_on_exploration
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
@@ -149,7 +153,7 @@ class LaserModule(L.LightningModule):
         if not pairs:
             return records.record_skip(self, "no_pairs", decisions, batch)
         with self.phase("train"):
-            evidence, loss, metrics = self._update(pairs, self.policy.unpadded_prompt_ids(encoded), samples)
+            evidence, loss, metrics = self._update(pairs, self.policy.unpadded_prompt_ids(encoded), samples, decisions)
         self.tracker.on_loss(float(loss))
         feedback = StepFeedback(scores=per_arm, pairs=[p for p in pairs if p[0] in set(evidence.prompts)])
         metrics.update(self._reward(decisions, batch, samples.texts, feedback, evidence, pairs))
@@ -207,10 +211,14 @@ class LaserModule(L.LightningModule):
             self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
         optimiser.step()
 
-    def _update(self, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]],
-                samples: Samples) -> tuple[StepEvidence, torch.Tensor, dict[str, float]]:
+    def _update(self, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]], samples: Samples,
+                decisions: list[Decision]) -> tuple[StepEvidence, torch.Tensor, dict[str, float]]:
         """The optimiser step on the pairs (but those the selector reward holds back) and what it measured
-        for that reward (laser/step/update.py)."""
+        for that reward (laser/step/update.py). A step the selector marks as exploring is, with
+        `update_on_exploration=False`, measured and undone: the bandit learns, the policy does not."""
+        if not self.update_on_exploration and any((d.selection.info or {}).get("exploring") for d in decisions):
+            self.tracker.skipped["exploration_not_trained"] += 1
+            return update_then_undo(self, pairs, prompt_ids, samples.response_ids)
         return update_on_pairs(self.policy, prompt_ids, samples.response_ids, pairs, self.num_samples, self.beta,
                                self.label_smoothing, self.nll_weight, self.selector_reward.holdout_every,
                                self._optimiser_step)

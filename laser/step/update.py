@@ -1,15 +1,18 @@
 """The update of one LASeR step, as a function of the pairs: hold back what the selector reward asks for,
 train on the rest, and measure what the reward reads (`StepEvidence`).
 
-The step itself (`LaserModule._update`) and the counterfactual diagnostics (`laser/step/counterfactuals.py`,
-a virtual update per RM, undone) run this same function, so a counterfactual of the chosen RM is exactly
-what the step measured.
+The step itself (`LaserModule._update`), its exploration steps that do not train
+(`laser.update_on_exploration=false`) and the counterfactual diagnostics (`laser/step/counterfactuals.py`)
+run this same function, the last two through `update_then_undo`, so a measurement without an update is
+exactly what the update would have measured.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
+import lightning as L
 import torch
 
 from laser.policy.policy import Policy
@@ -32,3 +35,28 @@ def update_on_pairs(policy: Policy, prompt_ids: list[list[int]], response_ids: l
     optimiser_step(loss)
     after = policy_margins(policy, prompt_ids, response_ids, held, n)
     return step_evidence(trained, result, result.losses, held, before, after), loss.detach(), result.metrics
+
+
+def update_then_undo(module: L.LightningModule, pairs: list[Pair], prompt_ids: list[list[int]],
+                     response_ids: list[list[int]]) -> tuple[StepEvidence, torch.Tensor, dict]:
+    """`update_on_pairs` with the module's optimiser, then undone: the adapter and the optimiser state come
+    back exactly (`load_state_dict` aliases the tensors it is given, so it gets a fresh copy each time)."""
+    policy = module.policy
+    optimiser = module.optimizers().optimizer
+    adapter, state = policy.adapter_state_dict(), copy.deepcopy(optimiser.state_dict())
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+
+    def step(loss: torch.Tensor) -> None:
+        optimiser.zero_grad()
+        loss.backward()
+        if module.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(trainable, module.max_grad_norm)
+        optimiser.step()
+
+    try:
+        return update_on_pairs(policy, prompt_ids, response_ids, pairs, module.num_samples, module.beta,
+                               module.label_smoothing, module.nll_weight, module.selector_reward.holdout_every, step)
+    finally:
+        policy.load_adapter_state_dict(adapter)
+        optimiser.load_state_dict(copy.deepcopy(state))
+        optimiser.zero_grad()

@@ -52,3 +52,29 @@ def test_counterfactual_gold_accuracy_separates_the_judges_by_category(make_conf
     comparison = {name: sum(v) / len(v) for name, v in by_category["comparison"].items()}
     assert max(comparison, key=comparison.get) == "compare_judge"
     assert comparison["compare_judge"] > comparison["noise"] + 0.3
+
+
+def test_exploration_without_update_trains_only_once_every_arm_is_tried(make_config, tmp_path):
+    """LinUCB explore_pulls with update_on_exploration=false: the forced exploration steps earn rewards (the
+    bandit learns) but leave the policy as it was; the steps after them train. With one region of context
+    (a batch mean of last-token states is nearly constant at a fixed policy) and 3 arms x 2 pulls, about
+    the first 6 steps explore."""
+    from laser.run import build, make_trainer
+
+    out = tmp_path / "run"
+    cfg = make_config(["bandit.explore_pulls=2", "laser.update_on_exploration=false", "laser.iterations=1",
+                       "data.steps_per_iteration=10", "data.group_by_category=false"], output_dir=out)
+    result = run(cfg, out)
+    selections = lines(out, "selections.jsonl")
+    explored = result["skipped_steps"]["exploration_not_trained"]
+    assert 6 <= explored < 10
+    assert all(s["reward_normalised"] is not None for s in selections[:explored])
+    assert sorted(s["arm"] for s in selections[:6]) == [0, 0, 1, 1, 2, 2]
+    # the same run stopped after the exploration: the adapter is still the untrained one (B = 0)
+    cfg = make_config(["bandit.explore_pulls=20", "laser.update_on_exploration=false", "laser.iterations=1",
+                       "data.steps_per_iteration=4"], output_dir=tmp_path / "b")
+    parts = build(cfg, tmp_path / "b")
+    trainer = make_trainer(cfg, tmp_path / "b")
+    trainer.fit(parts["module"], datamodule=parts["datamodule"])
+    lora_b = [v for k, v in parts["module"].policy.adapter_state_dict().items() if "lora_B" in k]
+    assert lora_b and all(bool((v == 0).all()) for v in lora_b)
