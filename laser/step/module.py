@@ -30,11 +30,11 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 from laser.config.checks import check_values
-from laser.distributed.processes import any_rank, interleaved, summed_counts
+from laser.distributed.processes import any_rank
 from laser.distributed.sharding import shard_policy
 from laser.policy.policy import Policy, Samples
 from laser.rewards.pool import RewardModelPool
-from laser.runs.files import rewind_selections, write_json_atomically
+from laser.runs.files import rewind_selections
 from laser.runs.kill_switch import maybe_die
 from laser.runs.results import IterationTracker
 from laser.runs.rng import set_rng_state
@@ -44,6 +44,7 @@ from laser.selection.rewards.base import SelectorReward, StepEvidence
 from laser.step import records
 from laser.step.counterfactuals import record_counterfactuals
 from laser.step.decisions import Decision, shared_decision
+from laser.step.iteration import IterationHooks
 from laser.step.pairs import build_preference_pairs
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
 from laser.step.state import module_state, restore_module_state
@@ -53,7 +54,7 @@ from laser.tasks.base import Example, Task
 log = logging.getLogger(__name__)
 
 
-class LaserModule(L.LightningModule):
+class LaserModule(IterationHooks, L.LightningModule):
     """Preference training of `policy` with RMs chosen by `selector` from `rm_pool`.
 
     Args:
@@ -251,67 +252,6 @@ class LaserModule(L.LightningModule):
             gathered = self.all_gather(torch.tensor(float("nan") if measured is None else measured))
             return None if bool(torch.isnan(gathered).all()) else float(gathered.nanmean())
         return self.selector_reward.measure(evidence.for_prompts(decision.prompts))
-
-    # ---- evaluation ---------------------------------------------------------------------------------
-
-    def validation_step(self, batch: list[Example], batch_idx: int) -> None:
-        encoded = self.policy.encode([self.task.format_prompt(example) for example in batch])
-        samples = self.policy.sample(encoded, 1, greedy=True)
-        self._eval_responses += samples.texts
-        self._eval_examples += batch
-
-    def on_validation_epoch_end(self) -> None:
-        # several processes: each rank answered its share of the test set; every rank scores all of it
-        self._eval_responses = interleaved(self.trainer, self._eval_responses)
-        self._eval_examples = interleaved(self.trainer, self._eval_examples)
-        self.last_eval = self.task.evaluate(self._eval_responses, self._eval_examples)
-        if records.writes_files(self):  # for a task judged by an outside tool (AlpacaEval)
-            iteration = 0 if self.trainer.state.fn == "validate" else self.current_epoch + 1
-            records.write_model_outputs(self.task, self.output_dir / "model_outputs", iteration, self._eval_responses,
-                                        self._eval_examples, generator=f"laser-{type(self.selector).__name__}")
-        self._eval_responses, self._eval_examples = [], []
-        self.log_dict(self.last_eval, on_epoch=True, batch_size=1)
-        if self.trainer.state.fn == "validate":  # the evaluation before training: iteration 0
-            self._close_iteration(0, self.refresh_global_counts())
-
-    def on_train_epoch_start(self) -> None:
-        self._iteration_started = time.perf_counter()
-
-    def on_train_epoch_end(self) -> None:
-        if self.refresh_each_iteration:
-            self.policy.refresh_reference()
-            optimiser = self.optimizers().optimizer
-            optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
-        self.selector.on_iteration_end(self.current_epoch + 1)
-        iteration_tokens = self.refresh_global_counts()
-        self.log_dict(records.iteration_metrics(self.tracker.phase_seconds, iteration_tokens, self.last_rm_calls,
-                                                self.last_rm_tokens), on_epoch=True, on_step=False, batch_size=1)
-        self._close_iteration(self.current_epoch + 1, iteration_tokens)
-        if self.stop_after_iteration is not None and self.current_epoch + 1 >= self.stop_after_iteration:
-            self.trainer.should_stop = True  # the checkpoint of this iteration is still written
-
-    def refresh_global_counts(self) -> int:
-        """Refresh the RM calls, RM tokens and generated tokens summed over ranks (a collective: call
-        it on every rank); returns this iteration's generated tokens."""
-        counts = summed_counts(self.trainer, {
-            **{f"calls/{n}": c for n, c in self.rm_pool.call_counts().items()},
-            **{f"tokens/{n}": c for n, c in self.rm_pool.token_counts().items()},
-            "generated/iteration": self.tracker.generated_tokens, "generated/total": self.tracker.total_generated_tokens})
-        self.last_rm_calls = {n: counts[f"calls/{n}"] for n in self.rm_pool.names}
-        self.last_rm_tokens = {n: counts[f"tokens/{n}"] for n in self.rm_pool.names}
-        self.last_generated_tokens = counts["generated/total"]
-        return counts["generated/iteration"]
-
-    def _close_iteration(self, iteration: int, generated_tokens: int) -> None:
-        record = self.tracker.close(iteration, self.last_eval, self.last_rm_calls, generated_tokens,
-                                    time.perf_counter() - self._iteration_started, self.rm_pool.names)
-        log.info("iteration %d: %s", iteration, {k: v for k, v in record.items() if k.startswith("test/")})
-        self._iteration_started = time.perf_counter()
-        if records.writes_files(self):
-            write_json_atomically(self.output_dir / "iterations.json", self.tracker.records)
-
-    def wall_seconds(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self._session_started
 
     # ---- checkpoints ----------------------------------------------------------------------------------
 
