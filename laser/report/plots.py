@@ -23,8 +23,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from laser.report.jobs import Job
-from laser.report.regret import Curves, majority_category
+from laser.report.jobs import Job, majority_category
+from laser.report.regret import Curves
 from laser.report.stats import summarise
 from laser.report.tables import per_seed_means
 
