@@ -7,7 +7,9 @@ Reads every job's `results.json` (searched recursively, so `<sweep>/<job>/result
 sweeps both work) and `selections.jsonl` (`laser.report.jobs`). Writes `report.md`, `report.csv`,
 `report.json` (`laser.report.tables`: one row per method and task, mean ± std and a 95% interval over
 seeds; `laser.report.regret`: pseudo-regret against the per-category oracle RM) and the plots of
-`laser.report.plots` (selection shares, accuracy by iteration, pseudo-regret).
+`laser.report.plots` (selection shares, accuracy by iteration, pseudo-regret). Jobs run with
+`laser.counterfactuals=true` add what the bandit's reward sees (`laser.report.counterfactuals`: each RM's
+reward against its gold accuracy, and the true regret) and its plots.
 """
 
 from __future__ import annotations

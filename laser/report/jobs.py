@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from laser.report.stats import is_nan
 
 log = logging.getLogger("laser.report")
+
+NO_CATEGORY = "(none)"  # the category of a decision whose prompts carry none
+
+
+def majority_category(categories: dict[str, int]) -> str:
+    """The category most of a step's prompts belong to (ties: the first by name); shared by the
+    pseudo-regret and the counterfactuals, so a step has one category in every table."""
+    if not categories:
+        return NO_CATEGORY
+    return max(sorted(categories), key=lambda c: categories[c])
 
 
 @dataclass
@@ -25,6 +35,7 @@ class Job:
     seed: int
     results: dict[str, Any]
     selections: list[dict[str, Any]]
+    counterfactuals: list[dict[str, Any]] = field(default_factory=list)  # runs with laser.counterfactuals=true
 
     @property
     def metric(self) -> str:
@@ -56,8 +67,9 @@ class Job:
         return [k[len(prefix):] for k in self.results.get("final", {}) if k.startswith(prefix)]
 
 
-def read_selections(path: Path) -> list[dict[str, Any]]:
-    """The decisions of `selections.jsonl` (none if absent); a line cut short by a kill is dropped."""
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The lines of a job's JSONL file, e.g. `selections.jsonl` or `counterfactuals.jsonl` (none if
+    absent); a line cut short by a kill is dropped."""
     if not path.exists():
         return []
     lines = []
@@ -94,5 +106,5 @@ def load_sweep(sweep_dir: Path) -> tuple[list[Job], list[Path]]:
             continue
         method, task = _labels(results)
         jobs.append(Job(folder, method, task, int(results.get("seed", 0)), results,
-                        read_selections(folder / "selections.jsonl")))
+                        read_jsonl(folder / "selections.jsonl"), read_jsonl(folder / "counterfactuals.jsonl")))
     return jobs, skipped

@@ -23,15 +23,15 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from laser.report.jobs import Job
-from laser.report.regret import Curves, majority_category
+from laser.report.jobs import Job, majority_category
+from laser.report.regret import Curves
 from laser.report.stats import summarise
 from laser.report.tables import per_seed_means
 
 _DPI = 120
 
 
-def _panels(count: int, width: float = 5.0, height: float = 3.6) -> tuple[Figure, list[Axes]]:
+def panels(count: int, width: float = 5.0, height: float = 3.6) -> tuple[Figure, list[Axes]]:
     """A figure with `count` panels, at most 3 a row (unused grid cells hidden)."""
     cols = min(count, 3)
     rows = math.ceil(count / cols)
@@ -43,7 +43,8 @@ def _panels(count: int, width: float = 5.0, height: float = 3.6) -> tuple[Figure
     return fig, axes[:count]
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_png(fig: Figure, path: Path) -> Path:
+    """Write `fig` (every plot of the report has the same resolution)."""
     fig.savefig(path, dpi=_DPI)
     return path
 
@@ -57,7 +58,8 @@ def arm_names(jobs: list[Job]) -> list[str]:
     return list(names)
 
 
-def _colours(names: list[str]) -> dict[str, tuple]:
+def arm_colours(names: list[str]) -> dict[str, tuple]:
+    """A colour per RM, from one palette, so the same list gives the same colours in every plot."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
@@ -93,8 +95,8 @@ def plot_selection_share(jobs: list[Job], path: Path, window: int | None = None)
     if not methods:
         return None
     arms = arm_names(jobs)
-    colours = _colours(arms)
-    fig, axes = _panels(len(methods))
+    colours = arm_colours(arms)
+    fig, axes = panels(len(methods))
     for ax, method in zip(axes, methods, strict=True):
         runs = [j for j in jobs if j.method == method and j.selections]
         steps = min(max(int(s["step"]) for s in j.selections) + 1 for j in runs)
@@ -106,12 +108,12 @@ def plot_selection_share(jobs: list[Job], path: Path, window: int | None = None)
             ax.axvline(step, color="grey", linestyle=":", linewidth=0.8)
         ax.set(title=f"{method} ({len(runs)} run{'s' * (len(runs) > 1)}, window {width} steps)",
                xlabel="training step (dotted: a new iteration)", ylabel="share of decisions", ylim=(-0.02, 1.02))
-    _arm_legend(fig, arms, colours)
+    arm_legend(fig, arms, colours)
     fig.suptitle("Which reward model each method picks over training (share in a rolling window)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _arm_legend(fig: Figure, arms: list[str], colours: dict[str, tuple]) -> None:
+def arm_legend(fig: Figure, arms: list[str], colours: dict[str, tuple]) -> None:
     """One legend for all panels (the RMs and their colours are the same in each)."""
     from matplotlib.patches import Patch
 
@@ -133,7 +135,7 @@ def plot_selection_share_by_category(jobs: list[Job], path: Path) -> Path | None
     if not methods:
         return None
     arms = arm_names(jobs)
-    colours = _colours(arms)
+    colours = arm_colours(arms)
     counts: dict[tuple[str, str], dict[str, Counter]] = {}
     for job in (j for j in jobs if j.method in methods):
         for s in job.selections:
@@ -141,7 +143,7 @@ def plot_selection_share_by_category(jobs: list[Job], path: Path) -> Path | None
                 key = (job.task, majority_category(s.get("categories") or {}))
                 counts.setdefault(key, {}).setdefault(job.method, Counter())[s["arm_name"]] += 1
     several_tasks = len({task for task, _ in counts}) > 1
-    fig, axes = _panels(len(counts), width=max(4.0, 1.2 * len(methods) + 2))
+    fig, axes = panels(len(counts), width=max(4.0, 1.2 * len(methods) + 2))
     bar = 0.8 / len(arms)
     for ax, (task, category) in zip(axes, sorted(counts), strict=True):
         by_method = counts[(task, category)]
@@ -153,15 +155,15 @@ def plot_selection_share_by_category(jobs: list[Job], path: Path) -> Path | None
         ax.set_xticks(np.arange(len(methods)), methods)
         title = f"{task} / {category}" if several_tasks else f"category: {category}"
         ax.set(title=title, xlabel="method", ylabel="share of decisions", ylim=(0, 1.05))
-    _arm_legend(fig, arms, colours)
+    arm_legend(fig, arms, colours)
     fig.suptitle("Reward-model choice by the majority category of a decision (all seeds pooled)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_accuracy_by_iteration(jobs: list[Job], path: Path) -> Path:
     """One panel per task: mean test accuracy ± std over seeds against iteration, per method."""
     tasks = sorted({j.task for j in jobs})
-    fig, axes = _panels(len(tasks))
+    fig, axes = panels(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
         for method in sorted({j.method for j in jobs if j.task == task}):
             runs = [j for j in jobs if j.task == task and j.method == method]
@@ -177,14 +179,14 @@ def plot_accuracy_by_iteration(jobs: list[Job], path: Path) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(title="method (seeds)", fontsize="small")
     fig.suptitle("Test accuracy by iteration (mean ± std over seeds)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_regret(curves: Curves, path: Path) -> Path | None:
     """One panel per task: cumulative pseudo-regret over steps, mean ± std over seeds, per method."""
     if not curves:
         return None
-    fig, axes = _panels(len(curves))
+    fig, axes = panels(len(curves))
     for ax, (task, by_method) in zip(axes, sorted(curves.items()), strict=True):
         for method, seeds in sorted(by_method.items()):
             per_seed = [c for c in seeds.values() if c]
@@ -197,7 +199,7 @@ def plot_regret(curves: Curves, path: Path) -> Path | None:
         ax.set(title=f"task: {task}", xlabel="training step", ylabel="cumulative pseudo-regret")
         ax.legend(title="method (seeds)", fontsize="small")
     fig.suptitle("Cumulative pseudo-regret vs the per-category oracle RM\n(RM means estimated from this sweep's decisions)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_plots(jobs: list[Job], out_dir: Path, curves: Curves) -> list[Path]:

@@ -14,17 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from laser.report.jobs import Job
+from laser.report.jobs import Job, majority_category
 from laser.report.stats import Summary, summarise
-
-NO_CATEGORY = "(none)"  # the category of a decision whose prompts carry none
-
-
-def majority_category(categories: dict[str, int]) -> str:
-    """The category most of a decision's prompts belong to (ties: the first by name)."""
-    if not categories:
-        return NO_CATEGORY
-    return max(sorted(categories), key=lambda c: categories[c])
 
 
 def gold_arm_means(selections: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -1,5 +1,6 @@
 """The files of a sweep report: `report.md`, `report.csv`, `report.json` and the plots, from the table
-(`laser.report.tables`) and the pseudo-regret (`laser.report.regret`)."""
+(`laser.report.tables`), the pseudo-regret (`laser.report.regret`) and, for runs with
+`laser.counterfactuals=true`, what the bandit's reward sees (`laser.report.counterfactuals`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from laser.report.counterfactual_plots import write_counterfactual_plots
+from laser.report.counterfactuals import REWARDS, counterfactual_regret, final_regret, reward_vs_gold
 from laser.report.jobs import Job, load_sweep
 from laser.report.plots import write_plots
 from laser.report.regret import regret_curves, regret_summary
@@ -76,14 +79,56 @@ def _regret_section(means: dict[str, dict[str, dict[str, float]]], summary: dict
     return lines + _markdown_table(["task", "category", "oracle RM", "mean gold pair accuracy"], rows)
 
 
+def reward_vs_gold_tables(views: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> list[str]:
+    """Markdown, per task and selector reward: each RM's means per category, then per category the
+    rank agreement (Kendall's tau-b) and the per-step agreement rate, for the normalised and raw reward."""
+    lines: list[str] = []
+    for task, by_reward in views.items():
+        for reward, by_category in by_reward.items():
+            rows = [[category, rm] + [_fmt(m[key]) for key in ("gold_pair_accuracy", *REWARDS)]
+                    for category, view in by_category.items() for rm, m in view["arms"].items()]
+            lines += ["", f"### {task}: reward `{reward}`", ""] + _markdown_table(
+                ["category", "RM", "mean gold pair accuracy", "mean normalised reward", "mean raw reward"], rows)
+            rows = [[category, str(view["steps"])] + [_fmt(view["kendall_tau"][key], 2) for key in REWARDS]
+                    + [f"{_fmt(view['agreement'][key]['rate'], 2)} ({view['agreement'][key]['steps']} steps)"
+                       for key in REWARDS] for category, view in by_category.items()]
+            lines += [""] + _markdown_table(["category", "steps", "Kendall tau (normalised)", "Kendall tau (raw)",
+                                             "agreement (normalised)", "agreement (raw)"], rows)
+    return lines
+
+
+def _counterfactual_section(views: dict[str, Any], final: dict[str, dict[str, Summary]]) -> list[str]:
+    lines = ["", "## What the bandit's reward sees (counterfactuals)", "",
+             "Runs with `laser.counterfactuals=true` measure every RM at every step on the same samples: the gold",
+             "pair accuracy of its pairs and the selector reward it would have earned had the bandit chosen it.",
+             "Per task, selector reward and majority category of a step, over all steps of all jobs: each RM's",
+             "means; Kendall's tau-b between the RMs' ranking by mean reward and by mean gold accuracy (1: same",
+             "order, -1: reversed); the agreement rate, the fraction of steps where the reward's best RM is a",
+             "gold-best RM (ties at the reward's top count fractionally; steps with a missing value or where every",
+             "RM ties on gold are left out)."]
+    lines += reward_vs_gold_tables(views)
+    lines += ["", "### Regret of the decisions taken", "",
+              "A true regret, not an estimate (unlike the pseudo-regret): at each step, the best RM's gold pair",
+              "accuracy minus the chosen RM's, both measured at that step; summed over steps (ensemble decisions",
+              "and steps without the chosen RM's gold accuracy add nothing). Final cumulative regret per job,",
+              "mean ± std over jobs:", ""]
+    rows = [[task, method, _mean_std(s, 2), _interval(s, 2), str(s.n)]
+            for task, by_method in final.items() for method, s in by_method.items()]
+    return lines + _markdown_table(["task", "method", "cumulative regret", "95% CI", "jobs"], rows)
+
+
 def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table: dict[str, Any],
-                    means: dict[str, Any], regret: dict[str, dict[str, Summary]]) -> str:
-    """report.md: the accuracy tables, the pseudo-regret (if any) and the skipped jobs."""
+                    means: dict[str, Any], regret: dict[str, dict[str, Summary]],
+                    counterfactuals: dict[str, Any] | None = None) -> str:
+    """report.md: the accuracy tables, the pseudo-regret and the counterfactuals (if any), and the
+    skipped jobs."""
     lines = ["# LASeR sweep report", "",
              f"Sweep `{sweep_dir}`: {len(jobs)} complete jobs, {len(skipped)} skipped.", ""]
     lines += _accuracy_section(table)
     if regret:
         lines += _regret_section(means, regret)
+    if counterfactuals:
+        lines += _counterfactual_section(counterfactuals["reward_vs_gold"], counterfactuals["final_regret"])
     if skipped:
         lines += ["", "## Skipped jobs (incomplete: `complete` is false)", ""] + [f"- `{p}`" for p in skipped]
     return "\n".join(lines) + "\n"
@@ -133,10 +178,14 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> li
     table = build_table(jobs)
     means, curves = regret_curves(jobs)
     regret = regret_summary(curves)
+    views, true_curves = reward_vs_gold(jobs), counterfactual_regret(jobs)
+    counterfactuals = {"reward_vs_gold": views, "final_regret": final_regret(true_curves)} if views else None
     files = [out / "report.md", out / "report.csv", out / "report.json"]
-    files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret))
+    files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals))
     write_csv(table, files[1])
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
                "table": table, "pseudo_regret": {"arm_means": means, "final": regret}}
+    if counterfactuals:  # sweeps without them keep report.json as it was
+        payload["counterfactuals"] = counterfactuals
     files[2].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
-    return files + write_plots(jobs, out, curves)
+    return files + write_plots(jobs, out, curves) + write_counterfactual_plots(jobs, out, views, true_curves)
