@@ -59,7 +59,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "laser.max_grad_norm": (_number(0), "a number >= 0 (0 disables clipping)"),
     "laser.log_samples_every": (_integer(0), "an integer >= 0 (0 disables)"),
     "laser.counterfactuals": (lambda v: isinstance(v, bool), "true or false"),
-    "laser.update_on_exploration": (lambda v: isinstance(v, bool), "true or false"),
     "laser.on_rm_fault": (_one_of("skip", "penalise"), "skip or penalise"),
     "data.batch_size": (_integer(1), "an integer >= 1"),
     "data.steps_per_iteration": (_integer(1), "an integer >= 1"),

@@ -59,11 +59,15 @@ class StepFeedback:
 @dataclass(frozen=True)
 class Selection:
     """Which RMs score this batch. `arms` are indices into the RM pool; `propensity` is the probability
-    with which the selector chose this selection, when it has one (None for deterministic rules)."""
+    with which the selector chose this selection, when it has one (None for deterministic rules).
+    `trains=False` asks the step to measure the selection's reward with an update it then undoes: the
+    selector is only trying the RM out and the policy should not learn its preferences (LinUCB's
+    `train_while_exploring=false`)."""
 
     arms: tuple[int, ...]
     propensity: float | None = None
     info: dict[str, Any] | None = None  # per-arm diagnostics worth logging (estimates, bonuses)
+    trains: bool = True
 
     @property
     def arm(self) -> int:

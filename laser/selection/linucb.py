@@ -49,16 +49,19 @@ class LinUCB(RidgeSelector):
     `explore_threshold(m)`, the most uncertain arm is pulled. It needs no notion of "region": an arm is
     unexplored at x exactly when it has seen few contexts like x. With alpha's bonus alone the first few
     rewards of an arm decide whether it is ever tried again in a region, which locks in early mistakes.
+    With `train_while_exploring=False` those forced pulls do not train the policy (`Selection.trains`): the
+    step measures the reward with an update it undoes, so trying out a bad RM costs its RM calls and the
+    step's training, not a policy pushed towards the bad RM's preferences.
     """
 
     def __init__(self, num_arms: int, arm_names: list[str] | None = None, alpha: float = 0.1,
                  ridge_lambda: float = 1.0, seed: int = 0, reset_each_iteration: bool = False,
-                 granularity: str = "batch", explore_pulls: int = 0) -> None:
+                 granularity: str = "batch", explore_pulls: int = 0, train_while_exploring: bool = True) -> None:
         super().__init__(num_arms, arm_names, ridge_lambda, granularity, reset_each_iteration)
         check_at_least("alpha", alpha)
         check_at_least("explore_pulls", explore_pulls)
         self.alpha = float(alpha)
-        self.explore_pulls = int(explore_pulls)
+        self.explore_pulls, self.train_while_exploring = int(explore_pulls), bool(train_while_exploring)
         self.ridge_lambda = self.ridge.ridge_lambda
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
@@ -98,7 +101,8 @@ class LinUCB(RidgeSelector):
         arm, tied = argmax_with_ties(variances if exploring else estimates + bonuses, self.rng)
         info = {"estimates": estimates.tolist(), "bonuses": bonuses.tolist(), "counts": list(self.counts),
                 "exploring": exploring}
-        return Selection(arms=(arm,), propensity=1.0 / len(tied), info=info)
+        return Selection(arms=(arm,), propensity=1.0 / len(tied), info=info,
+                         trains=self.train_while_exploring or not exploring)
 
     def refresh_inverse(self) -> None:
         """Recompute every A_k^{-1} exactly from A_k (see `RidgeArms.refresh_inverse`)."""

@@ -74,9 +74,6 @@ class LaserModule(IterationHooks, L.LightningModule):
             "penalise" (skip it and give the chosen arm reward 0). Either way it is counted (faults/*).
         counterfactuals: every step, score the samples with every RM and record what each would have given
             (`counterfactuals.jsonl`; K scorings and K virtual updates per step; the run is unchanged).
-        update_on_exploration: train on the pairs of a step the selector marks as exploring (the paper: every
-            step trains). False: such a step's update is measured for the reward and undone, so the policy is
-            never trained on an RM the bandit is only trying out (LinUCB `explore_pulls`).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
@@ -85,8 +82,7 @@ class LaserModule(IterationHooks, L.LightningModule):
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
                  context: Context | None = None, log_samples_every: int = 20,
-                 on_rm_fault: str = "skip", counterfactuals: bool = False,
-                 update_on_exploration: bool = True) -> None:
+                 on_rm_fault: str = "skip", counterfactuals: bool = False) -> None:
         super().__init__()
         check_values("laser", num_samples=num_samples, pairs_per_prompt=pairs_per_prompt, beta=beta, lr=lr,
                      nll_weight=nll_weight, on_rm_fault=on_rm_fault)
@@ -96,7 +92,7 @@ class LaserModule(IterationHooks, L.LightningModule):
         self.selector_reward = selector_reward
         self.context = context or LastTokenContext()
         self.log_samples_every, self.on_rm_fault = log_samples_every, on_rm_fault
-        self.counterfactuals, self.update_on_exploration = counterfactuals, update_on_exploration
+        self.counterfactuals = counterfactuals
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
@@ -215,9 +211,10 @@ class LaserModule(IterationHooks, L.LightningModule):
     def _update(self, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]], samples: Samples,
                 decisions: list[Decision]) -> tuple[StepEvidence, torch.Tensor, dict[str, float]]:
         """The optimiser step on the pairs (but those the selector reward holds back) and what it measured
-        for that reward (laser/step/update.py). A step the selector marks as exploring is, with
-        `update_on_exploration=False`, measured and undone: the bandit learns, the policy does not."""
-        if not self.update_on_exploration and any((d.selection.info or {}).get("exploring") for d in decisions):
+        for that reward (laser/step/update.py). A selection that does not train (`Selection.trains`, e.g.
+        LinUCB trying an RM out) is measured with an update that is then undone: the bandit learns, the
+        policy does not."""
+        if not all(decision.selection.trains for decision in decisions):
             self.tracker.skipped["exploration_not_trained"] += 1
             return update_then_undo(self, pairs, prompt_ids, samples.response_ids)
         return update_on_pairs(self.policy, prompt_ids, samples.response_ids, pairs, self.num_samples, self.beta,

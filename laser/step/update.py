@@ -2,7 +2,7 @@
 train on the rest, and measure what the reward reads (`StepEvidence`).
 
 The step itself (`LaserModule._update`), its exploration steps that do not train
-(`laser.update_on_exploration=false`) and the counterfactual diagnostics (`laser/step/counterfactuals.py`)
+(`Selection.trains=False`, LinUCB `train_while_exploring=false`) and the counterfactual diagnostics (`laser/step/counterfactuals.py`)
 run this same function, the last two through `update_then_undo`, so a measurement without an update is
 exactly what the update would have measured.
 """

@@ -55,14 +55,14 @@ def test_counterfactual_gold_accuracy_separates_the_judges_by_category(make_conf
 
 
 def test_exploration_without_update_trains_only_once_every_arm_is_tried(make_config, tmp_path):
-    """LinUCB explore_pulls with update_on_exploration=false: the forced exploration steps earn rewards (the
+    """LinUCB explore_pulls with train_while_exploring=false: the forced exploration steps earn rewards (the
     bandit learns) but leave the policy as it was; the steps after them train. With one region of context
     (a batch mean of last-token states is nearly constant at a fixed policy) and 3 arms x 2 pulls, about
     the first 6 steps explore."""
     from laser.run import build, make_trainer
 
     out = tmp_path / "run"
-    cfg = make_config(["bandit.explore_pulls=2", "laser.update_on_exploration=false", "laser.iterations=1",
+    cfg = make_config(["bandit.explore_pulls=2", "bandit.train_while_exploring=false", "laser.iterations=1",
                        "data.steps_per_iteration=10", "data.group_by_category=false"], output_dir=out)
     result = run(cfg, out)
     selections = lines(out, "selections.jsonl")
@@ -71,7 +71,7 @@ def test_exploration_without_update_trains_only_once_every_arm_is_tried(make_con
     assert all(s["reward_normalised"] is not None for s in selections[:explored])
     assert sorted(s["arm"] for s in selections[:6]) == [0, 0, 1, 1, 2, 2]
     # the same run stopped after the exploration: the adapter is still the untrained one (B = 0)
-    cfg = make_config(["bandit.explore_pulls=20", "laser.update_on_exploration=false", "laser.iterations=1",
+    cfg = make_config(["bandit.explore_pulls=20", "bandit.train_while_exploring=false", "laser.iterations=1",
                        "data.steps_per_iteration=4"], output_dir=tmp_path / "b")
     parts = build(cfg, tmp_path / "b")
     trainer = make_trainer(cfg, tmp_path / "b")
