@@ -84,6 +84,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bandit.granularity": (_one_of("batch", "instance"), "batch or instance"),
     "bandit.alpha": (_number(0), "a number >= 0"),
     "context.dim": (_optional(_integer(1)), "null or an integer >= 1"),
+    "context.buckets": (_integer(1), "an integer >= 1"),
     # conf/bestofn.yaml (python -m laser.bestofn)
     "num_samples": (_integer(2), "an integer >= 2 (best-of-n needs answers to choose from)"),
     "batch_size": (_integer(1), "an integer >= 1"),

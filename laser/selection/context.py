@@ -4,6 +4,9 @@
   last prompt token.
 - `MeanEmbeddingContext` (`context=mean_embedding`, the authors' code): the mean of the policy's
   input embeddings over the prompt.
+- `PromptNgramContext` (`context=prompt_ngrams`): hashed word unigram and bigram counts of the prompt
+  text: no model, stationary, and it tells apart prompts that differ in one word ("larger"/"smaller"),
+  which a small policy's own states may not.
 - `SentenceEncoderContext` (`context=sentence_encoder`): a frozen encoder (e.g. all-MiniLM-L6-v2 from
   a local folder), mean-pooled; it does not change as the policy trains, so the bandit's regression
   target is stationary in context.
@@ -15,6 +18,8 @@ step, so d=4096 -> 64 makes the bandit ~4000x cheaper.
 
 from __future__ import annotations
 
+import re
+import zlib
 from abc import ABC, abstractmethod
 
 import torch
@@ -69,6 +74,30 @@ class MeanEmbeddingContext(Context):
         embeddings = policy.model.get_input_embeddings()(encoded["input_ids"]).float()
         mask = encoded["attention_mask"].unsqueeze(-1).float()
         return (embeddings * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class PromptNgramContext(Context):
+    """Counts of the prompt's lower-cased words and word pairs (every number one `<num>` word: a number says
+    which instance, not which kind of prompt), hashed into `buckets` bins (crc32, so the same in every
+    process and run). A text feature a bandit can always rely on: it needs no model, does not move
+    as the policy trains, and separates prompts whose wording differs, whatever the policy has learnt.
+
+    Args:
+        buckets: the vector's width (hash collisions merge features; 256 is plenty for a few prompt kinds).
+    """
+
+    def __init__(self, buckets: int = 256, dim: int | None = None, seed: int = 0) -> None:
+        super().__init__(dim, seed)
+        check_values("context", buckets=buckets)
+        self.buckets = buckets
+
+    def vectors(self, policy, encoded: dict[str, torch.Tensor], prompts: list[str]) -> torch.Tensor:
+        out = torch.zeros(len(prompts), self.buckets)
+        for row, prompt in enumerate(prompts):
+            words = ["<num>" if w[0].isdigit() else w for w in re.findall(r"[a-z]+|\d+", prompt.lower())]
+            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                out[row, zlib.crc32(feature.encode()) % self.buckets] += 1.0
+        return out
 
 
 class SentenceEncoderContext(Context):

@@ -79,3 +79,24 @@ def test_an_unknown_context_is_one_line_naming_the_choices():
     problem = unknown_group_choice(["context=hidden"], CONF_DIR)
     assert problem.startswith("context=hidden: no such choice in conf/context/")
     assert "last_token, mean_embedding, sentence_encoder" in problem
+
+
+def test_prompt_ngrams_count_hashed_words_and_pairs_and_ignore_which_numbers():
+    """"Which is larger, 3 or 52?" -> words which, is, larger, <num>, or, <num> and their 5 pairs, each a
+    count in its crc32 bucket; another instance of the same template gives the same vector, a template that
+    differs in one word another one."""
+    import zlib
+
+    from laser.selection.context import PromptNgramContext
+
+    context = PromptNgramContext(buckets=4096)
+    larger, larger_too, smaller = (context.vectors(None, None, [q])[0] for q in
+                                   ("Which is larger, 3 or 52?", "which is LARGER, 17 or 9?", "Which is smaller, 3 or 52?"))
+    words = ["which", "is", "larger", "<num>", "or", "<num>"]
+    expected = torch.zeros(4096)
+    for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+        expected[zlib.crc32(feature.encode()) % 4096] += 1.0
+    assert torch.equal(larger, expected) and torch.equal(larger, larger_too)
+    assert not torch.equal(larger, smaller) and float(larger @ smaller) > 0
+    unit = context(None, None, ["Which is larger, 3 or 52?"])
+    assert unit.shape == (1, 4096) and float(unit.norm()) == pytest.approx(1.0)
