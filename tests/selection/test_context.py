@@ -78,7 +78,7 @@ def test_bad_context_options_are_one_line_errors(make, match):
 def test_an_unknown_context_is_one_line_naming_the_choices():
     problem = unknown_group_choice(["context=hidden"], CONF_DIR)
     assert problem.startswith("context=hidden: no such choice in conf/context/")
-    assert "last_token, mean_embedding, sentence_encoder" in problem
+    assert "last_token, mean_embedding, prompt_ngrams, sentence_encoder" in problem
 
 
 def test_prompt_ngrams_count_hashed_words_and_pairs_and_ignore_which_numbers():
