@@ -47,6 +47,7 @@ def category_judges(
     placement: str = "resident",
     timeout_s: float | None = None,
     off_category: str = "noise",
+    noise_arms: int = 1,
 ) -> RewardModelPool:
     """The pool `<c>_judge` for each category c (in order), then `noise`: K = len(categories) + 1.
 
@@ -59,6 +60,7 @@ def category_judges(
         device, placement, timeout_s: as for `RewardModelPool`.
         off_category: what a judge does on the other categories: "noise" (its scores are Uniform(0, 1)) or
             "own_rule" (it applies its own category's rule, corrupted at `reliable_corrupt_prob` too).
+        noise_arms: how many pure-noise arms (`noise`, `noise_2`, ...): more of them, harder to avoid.
     """
     categories = [str(c) for c in categories]  # Hydra passes a ListConfig
     if not categories or len(set(categories)) != len(categories) or "" in categories:
@@ -72,7 +74,11 @@ def category_judges(
         NoisyRM(RuleVerifierRM(c), corrupt_prob=reliable_corrupt_prob, seed=arm_seed(seed, judge_name(c)))
         for c in categories
     }
-    arms[NOISE] = NoisyRM(VerifierRM(), corrupt_prob=1.0, seed=arm_seed(seed, NOISE))
+    if not isinstance(noise_arms, int) or noise_arms < 0:
+        raise LaserConfigError(f"rm_pool.noise_arms={noise_arms!r} must be an integer >= 0")
+    for index in range(noise_arms):
+        name = NOISE if index == 0 else f"{NOISE}_{index + 1}"
+        arms[name] = NoisyRM(VerifierRM(), corrupt_prob=1.0, seed=arm_seed(seed, name))
     clashes = sorted(set(arms) & set(models or {}))
     if clashes:
         raise LaserConfigError(f"rm_pool.models names {clashes}, which category_judges already builds")

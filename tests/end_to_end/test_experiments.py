@@ -107,3 +107,16 @@ def test_a_table_sweep_launches_every_job_in_parallel(tmp_path):
     assert [r["method"] for r in results] == ["linucb", "score_ensemble"]
     # The ensemble scores every response with every RM; LASeR with one.
     assert sum(results[1]["rm_calls"].values()) == 3 * sum(results[0]["rm_calls"].values())
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in Path(CONF_DIR, "method").glob("*.yaml")))
+def test_every_method_row_composes_its_bandit_and_reward(name):
+    """`+method=<row>` (the reward ablation's rows) sets the bandit, the selector reward and the row's name."""
+    from conftest import compose_config
+
+    cfg = compose_config([f"+method={name}"])
+    bandit, _, reward = name.rpartition("_") if name.startswith("linucb") else (name, "", "paper")
+    assert cfg.method_name == (f"{bandit}/{reward}" if name.startswith("linucb") else name)
+    expected_bandit = compose_config([f"bandit={bandit}"]).bandit
+    assert cfg.bandit == expected_bandit
+    assert cfg.selector_reward == compose_config([f"selector_reward={reward}"]).selector_reward
