@@ -47,7 +47,7 @@ from laser.step.decisions import Decision, shared_decision
 from laser.step.iteration import IterationHooks
 from laser.step.pairs import build_preference_pairs
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
-from laser.step.state import module_state, restore_module_state
+from laser.step.state import module_state, restore_module_state, restore_policy_weights
 from laser.step.update import update_on_pairs, update_then_undo
 from laser.tasks.base import Example, Task
 
@@ -103,6 +103,7 @@ class LaserModule(IterationHooks, L.LightningModule):
         self._eval_responses: list[str] = []
         self._eval_examples: list[Example] = []
         self._pending_rng: dict[str, Any] | None = None
+        self._pending_weights: dict[str, Any] | None = None  # a resumed run's policy weights (`on_fit_start`)
         # counters summed over ranks, refreshed at the end of each iteration (see `refresh_global_counts`)
         self.last_rm_calls: dict[str, int] = rm_pool.call_counts()
         self.last_rm_tokens: dict[str, int] = rm_pool.token_counts()
@@ -122,6 +123,12 @@ class LaserModule(IterationHooks, L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         return torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
+
+    def on_fit_start(self) -> None:
+        """After Lightning has put the model on its device: replay a resumed run's reference refreshes there."""
+        if self._pending_weights is not None:
+            restore_policy_weights(self, self._pending_weights)
+            self._pending_weights = None
 
     def transfer_batch_to_device(self, batch: list[Example], device: torch.device, dataloader_idx: int):
         return batch  # Examples are text; the policy tokenises onto its own device
@@ -258,6 +265,9 @@ class LaserModule(IterationHooks, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = restore_module_state(self, checkpoint["laser"])
+        self._pending_weights = state  # the policy's: once it is on its device (Lightning loads this before)
+        if self.trainer.strategy.restore_checkpoint_after_setup:  # FSDP: the model is placed already
+            self.on_fit_start()
         self.last_eval, self.elapsed_before = state["last_eval"], state["wall_seconds"]
         self._session_started, self._pending_rng = time.perf_counter(), state["rng"]
         if self.output_dir is not None:

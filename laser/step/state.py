@@ -32,14 +32,20 @@ def module_state(module: L.LightningModule) -> dict[str, Any]:
 
 
 def restore_module_state(module: L.LightningModule, state: dict[str, Any]) -> dict[str, Any]:
-    """Load `module_state` into the module's policy, selector, selector reward, RM pool and tracker; returns
-    this rank's state (rank 0's when the checkpoint was written by another number of ranks), whose
-    `rng`, `last_eval` and `wall_seconds` the module takes over itself."""
+    """Load `module_state` into the module's selector, selector reward, RM pool and tracker; returns this
+    rank's state (rank 0's when the checkpoint was written by another number of ranks), whose policy
+    weights (`restore_policy_weights`), `rng`, `last_eval` and `wall_seconds` the module takes over itself."""
     state = {**state, **(own_entry(state.get("per_rank"), module.global_rank, module.trainer.world_size) or {})}
-    module.policy.replay_merges(state["merged_adapters"])
-    module.policy.load_adapter_state_dict(state["adapter"])
     module.selector.load_state_dict(state["selector"])
     module.selector_reward.load_state_dict(state["selector_reward"])
     module.rm_pool.load_state_dict(state["rm_pool"])
     module.tracker.load_state_dict(state["tracker"])
     return state
+
+
+def restore_policy_weights(module: L.LightningModule, state: dict[str, Any]) -> None:
+    """Replay the checkpoint's reference refreshes into the base weights, then load the live adapter. Call
+    it once the policy sits on its training device: the merges then run where the original ones ran (a
+    GPU's matmul rounds differently from a CPU's, and resumed runs are bitwise equal to uninterrupted ones)."""
+    module.policy.replay_merges(state["merged_adapters"])
+    module.policy.load_adapter_state_dict(state["adapter"])
