@@ -16,6 +16,7 @@ from laser.report.counterfactuals import REWARDS, counterfactual_regret, final_r
 from laser.report.jobs import Job, load_sweep
 from laser.report.plots import write_plots
 from laser.report.regret import regret_curves, regret_summary
+from laser.report.shares import last_iteration_shares
 from laser.report.stats import Summary, is_nan
 from laser.report.tables import build_table
 
@@ -117,14 +118,27 @@ def _counterfactual_section(views: dict[str, Any], final: dict[str, dict[str, Su
     return lines + _markdown_table(["task", "method", "cumulative regret", "95% CI", "jobs"], rows)
 
 
+def _shares_section(shares: dict[str, Any]) -> list[str]:
+    lines = ["", "## Where the bandits end up: RM shares in the last iteration", "",
+             "Per method and (majority) category of a batch, each RM's share of the last iteration's decisions,",
+             "mean over the method's runs (the lowest run's share in brackets: one locked-in seed shows there).", ""]
+    rows = [[task, method, category, ", ".join(f"{rm} {v['mean']:.2f} ({v['min']:.2f})" for rm, v in
+                                              sorted(rms.items(), key=lambda kv: -kv[1]["mean"]))]
+            for task, by_method in shares.items() for method, by_category in by_method.items()
+            for category, rms in by_category.items()]
+    return lines + _markdown_table(["task", "method", "category", "RM share, mean (lowest run)"], rows)
+
+
 def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table: dict[str, Any],
                     means: dict[str, Any], regret: dict[str, dict[str, Summary]],
-                    counterfactuals: dict[str, Any] | None = None) -> str:
+                    counterfactuals: dict[str, Any] | None = None, shares: dict[str, Any] | None = None) -> str:
     """report.md: the accuracy tables, the pseudo-regret and the counterfactuals (if any), and the
     skipped jobs."""
     lines = ["# LASeR sweep report", "",
              f"Sweep `{sweep_dir}`: {len(jobs)} complete jobs, {len(skipped)} skipped.", ""]
     lines += _accuracy_section(table)
+    if shares:
+        lines += _shares_section(shares)
     if regret:
         lines += _regret_section(means, regret)
     if counterfactuals:
@@ -181,10 +195,11 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> li
     views, true_curves = reward_vs_gold(jobs), counterfactual_regret(jobs)
     counterfactuals = {"reward_vs_gold": views, "final_regret": final_regret(true_curves)} if views else None
     files = [out / "report.md", out / "report.csv", out / "report.json"]
-    files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals))
+    shares = last_iteration_shares(jobs)
+    files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals, shares))
     write_csv(table, files[1])
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
-               "table": table, "pseudo_regret": {"arm_means": means, "final": regret}}
+               "table": table, "pseudo_regret": {"arm_means": means, "final": regret}, "last_iteration_shares": shares}
     if counterfactuals:  # sweeps without them keep report.json as it was
         payload["counterfactuals"] = counterfactuals
     files[2].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
