@@ -53,13 +53,15 @@ class Job:
         return None if value is None or is_nan(value) else float(value)
 
     @property
-    def warm_start_steps(self) -> int | None:
-        """Supervised warm-start steps the policy had before preference training (`policy.warm_start`
-        of the saved config: none is 0); None when the results carry no policy config."""
+    def warm_start(self) -> tuple[int, float | None] | None:
+        """(steps, target accuracy) of the supervised warm start the policy had before preference training
+        (`policy.warm_start` of the saved config; none is (0, None)); None when the results carry no
+        policy config. With a target, `steps` is the most the warm start could take."""
         policy = (self.results.get("config") or {}).get("policy")
         if not isinstance(policy, dict):
             return None
-        return int((policy.get("warm_start") or {}).get("steps", 0) or 0)
+        warm = policy.get("warm_start") or {}
+        return int(warm.get("steps", 0) or 0), warm.get("target_accuracy")
 
     def categories(self) -> list[str]:
         """Task categories with a final primary metric (`<metric>/<category>` keys)."""

@@ -35,15 +35,18 @@ def per_seed_means(jobs: Iterable[Job], value: Callable[[Job], float | None]) ->
 # ---- the table -------------------------------------------------------------------------------------
 
 
-def start_row(warm_start_steps: int | None) -> str:
+def start_row(warm_start: tuple[int, float | None] | None) -> str:
     """The name of an iteration-0 row, honest about the policy it measured: a supervised warm start
     is "SFT", no warm start is not (the paper's SFT baseline is a fine-tuned policy; a base model
     evaluated before preference training is something else), unknown says neither."""
-    if warm_start_steps is None:
+    if warm_start is None:
         return BEFORE_TRAINING
-    if warm_start_steps == 0:
+    steps, target = warm_start
+    if steps == 0:
         return f"{BEFORE_TRAINING} (no warm start)"
-    return f"{BEFORE_TRAINING} (SFT: {warm_start_steps} steps)"
+    if target is not None:
+        return f"{BEFORE_TRAINING} (SFT to {target:g} accuracy per category, at most {steps} steps)"
+    return f"{BEFORE_TRAINING} (SFT: {steps} steps)"
 
 
 
@@ -71,9 +74,9 @@ def build_table(jobs: list[Job]) -> dict[str, dict[str, dict[str, Any]]]:
         task_jobs = [j for j in jobs if j.task == task]
         categories = sorted({c for j in task_jobs for c in j.categories()})
         table[task] = {}
-        for steps in sorted({j.warm_start_steps for j in task_jobs}, key=lambda s: -1 if s is None else s):
-            start_jobs = [j for j in task_jobs if j.warm_start_steps == steps]
-            table[task][start_row(steps)] = _cell(start_jobs, 0, categories, cost=False)
+        for warm in sorted({j.warm_start for j in task_jobs}, key=lambda w: (-1, 0) if w is None else (w[0], w[1] or 0)):
+            start_jobs = [j for j in task_jobs if j.warm_start == warm]
+            table[task][start_row(warm)] = _cell(start_jobs, 0, categories, cost=False)
         for method in sorted({j.method for j in task_jobs}):
             table[task][method] = _cell([j for j in task_jobs if j.method == method], None, categories, cost=True)
     return table

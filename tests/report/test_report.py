@@ -100,14 +100,15 @@ def test_table_means_stds_and_intervals_match_hand_computation(hand_sweep, caplo
 
 
 def test_the_before_training_row_says_whether_a_warm_start_ran(tmp_path):
-    assert start_row(0) == BASE and start_row(None) == BEFORE_TRAINING
-    assert start_row(200) == "before preference training (SFT: 200 steps)"
+    assert start_row((0, None)) == BASE and start_row(None) == BEFORE_TRAINING
+    assert start_row((200, None)) == "before preference training (SFT: 200 steps)"
+    assert start_row((1500, 0.6)) == "before preference training (SFT to 0.6 accuracy per category, at most 1500 steps)"
     sweep = tmp_path / "sweep"  # a base policy and a warm-started one: two rows, never one average
     write_job(sweep / "0", "linucb", 0, [0.2, 0.3])
     write_job(sweep / "1", "linucb", 1, [0.6, 0.7], warm_start_steps=200)
     cells = build_table(load_sweep(sweep)[0])["arithmetic"]
-    assert list(cells) == [BASE, start_row(200), "linucb"]
-    assert cells[BASE]["accuracy"].mean == 0.2 and cells[start_row(200)]["accuracy"].mean == 0.6
+    assert list(cells) == [BASE, start_row((200, None)), "linucb"]
+    assert cells[BASE]["accuracy"].mean == 0.2 and cells[start_row((200, None))]["accuracy"].mean == 0.6
     (sweep / "0" / "results.json").write_text((sweep / "0" / "results.json").read_text().replace(
         '"config": {"policy": {"warm_start": {"steps": 0}}}', '"config": {}'))  # older results: unknown
     assert BEFORE_TRAINING in build_table(load_sweep(sweep)[0])["arithmetic"]
@@ -117,7 +118,7 @@ def test_the_paper_configs_row_is_not_called_sft(make_config, tmp_path):
     """`+experiment=reasoning_table` starts from the base Llama-3-8B (no warm start): its row must say so."""
     cfg = make_config(["+experiment=reasoning_table"], tiny=False)
     job = Job(tmp_path, "linucb", "gsm8k", 0, {"config": OmegaConf.to_container(cfg)}, [])
-    assert job.warm_start_steps == 0 and start_row(job.warm_start_steps) == BASE
+    assert job.warm_start == (0, None) and start_row(job.warm_start) == BASE
 
 
 def test_report_files_carry_the_same_numbers(hand_sweep, tmp_path):
