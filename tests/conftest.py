@@ -31,14 +31,29 @@ settings.load_profile("laser")
 # Tiny models on 2 busy cores run far faster single-threaded (thread hand-offs dominate).
 torch.set_num_threads(1)
 
-# A small, fast version of the embedded default (a few seconds per run).
-TINY_OVERRIDES = [
+# Fewer iterations, steps, samples and evaluated examples: a few seconds per run, whatever the config.
+SHRINK = [
+    "laser.num_samples=4",
+    "laser.pairs_per_prompt=2",
     "laser.iterations=2",
     "data.steps_per_iteration=6",
     "data.eval_limit=40",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
 ]
+# The first embedded miniature (+experiment=legacy_miniature: addition and comparison, the tiny pool, the
+# paper's LinUCB on the last-token context, a fixed 200-step warm start), which the unit tests were written
+# against. Tests of the fair miniature (the embedded default) or of an experiment use SHRINK alone.
+LEGACY = [
+    "task=arithmetic_legacy",
+    "rm_pool=tiny",
+    "bandit=linucb",
+    "context=last_token",
+    "policy.warm_start.steps=200",
+    "policy.warm_start.target_accuracy=null",
+    "laser.lr=2e-3",
+]
+TINY_OVERRIDES = LEGACY + SHRINK
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "config", output_dir: Path | None = None,
@@ -76,12 +91,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_config(tmp_path, cache_dir):
-    """`make_config(overrides, output_dir=None, tiny=True)`: a job's config (`compose_config`) writing
-    into `output_dir` (default tmp_path/run), shrunk by TINY_OVERRIDES unless tiny=False."""
+    """`make_config(overrides, output_dir=None, tiny=True, legacy=True)`: a job's config (`compose_config`)
+    writing into `output_dir` (default tmp_path/run), shrunk (SHRINK) unless tiny=False, on the first
+    miniature (LEGACY) unless legacy=False."""
     def make(overrides: Sequence[str] = (), output_dir: Path | None = None, tiny: bool = True,
-             config_name: str = "config") -> DictConfig:
+             config_name: str = "config", legacy: bool = True) -> DictConfig:
         out = output_dir or tmp_path / "run"
-        return compose_config((TINY_OVERRIDES if tiny else []) + list(overrides), config_name, out, cache_dir)
+        base = (LEGACY if tiny and legacy else []) + (SHRINK if tiny else [])
+        return compose_config(base + list(overrides), config_name, out, cache_dir)
 
     return make
 

@@ -28,8 +28,8 @@ NOISE = "noise"  # the arm that is pure noise on every category
 
 
 def judge_name(category: str) -> str:
-    """The name of the RM reliable on `category`."""
-    return f"{category}_judge"
+    """The name of the RM reliable on `category` (`judge` for a task without categories: reliable on all)."""
+    return f"{category}_judge" if category else "judge"
 
 
 def arm_seed(seed: int, name: str) -> int:
@@ -52,7 +52,8 @@ def category_judges(
     """The pool `<c>_judge` for each category c (in order), then `noise`: K = len(categories) + 1.
 
     Args:
-        categories: the task's categories (`${task.categories}` in conf/rm_pool/category_judges.yaml).
+        categories: the task's categories (`task.categories` in conf/rm_pool/category_judges.yaml); none (a
+            task such as GSM8K): one `judge`, the verifier corrupted at `reliable_corrupt_prob`, plus noise.
         reliable_corrupt_prob: how often a judge's score is replaced by Uniform(0, 1) noise on its own
             category (0: the exact verifier there); on every other category it always is.
         seed: each arm's noise seed is derived from it and the arm's name (`arm_seed`).
@@ -62,10 +63,9 @@ def category_judges(
             "own_rule" (it applies its own category's rule, corrupted at `reliable_corrupt_prob` too).
         noise_arms: how many pure-noise arms (`noise`, `noise_2`, ...): more of them, harder to avoid.
     """
-    categories = [str(c) for c in categories]  # Hydra passes a ListConfig
-    if not categories or len(set(categories)) != len(categories) or "" in categories:
-        raise LaserConfigError(f"rm_pool=category_judges needs distinct, non-empty task categories; got "
-                               f"{categories!r} (a task without categories has nothing to judge apart)")
+    categories = [str(c) for c in categories or [""]]  # Hydra passes a ListConfig; a task without categories: [""]
+    if len(set(categories)) != len(categories) or ("" in categories and len(categories) > 1):
+        raise LaserConfigError(f"rm_pool=category_judges needs distinct, non-empty task categories; got {categories!r}")
     if off_category not in ("noise", "own_rule"):
         raise LaserConfigError(f"rm_pool.off_category={off_category!r}; choose 'noise' or 'own_rule'")
     arms: dict[str, RewardModel | None] = {

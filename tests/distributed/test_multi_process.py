@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-SMALL = ["trainer.accelerator=cpu", "trainer.devices=2", "laser.iterations=2", "data.steps_per_iteration=3",
+SMALL = ["+experiment=legacy_miniature", "trainer.accelerator=cpu", "trainer.devices=2", "laser.iterations=2", "data.steps_per_iteration=3",
          "data.eval_limit=20", "trainer.enable_progress_bar=false"]
 
 
@@ -51,7 +51,7 @@ def one_answer_apart(got: dict[str, float], expected: dict[str, float]) -> None:
     `test/accuracy/<category>`)."""
     from laser.tasks.arithmetic import Arithmetic
 
-    evaluated = Arithmetic().test_examples()[:20]  # the default task; data.eval_limit=20 takes the first 20
+    evaluated = Arithmetic().test_examples()[:20]  # the legacy miniature's task; data.eval_limit=20: the first 20
     size = {f"test/accuracy/{c}": sum(e.category == c for e in evaluated) for c in Arithmetic.categories}
     assert set(got) == set(expected)
     for key, value in got.items():
@@ -122,7 +122,7 @@ def test_sharded_evaluation_scores_the_whole_test_set(tmp_path_factory, ddp_run)
     answering all of them (iteration 0: the same policy in both). The batches differ (so do their
     padding and matmul shapes), so an answer may flip at a near-tie of two tokens: one example at most."""
     folder = tmp_path_factory.mktemp("single") / "run"
-    launch(["trainer.accelerator=cpu", "laser.iterations=1", "data.steps_per_iteration=1", "data.eval_limit=20",
+    launch(["+experiment=legacy_miniature", "trainer.accelerator=cpu", "laser.iterations=1", "data.steps_per_iteration=1", "data.eval_limit=20",
             "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}"], tmp_path_factory.getbasetemp() / "cache")
     single, sharded = (json.loads((f / "iterations.json").read_text())[0] for f in (folder, ddp_run))
     before = {k: v for k, v in single.items() if k.startswith("test/")}

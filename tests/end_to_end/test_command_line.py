@@ -35,7 +35,8 @@ def test_cli_unknown_group_choice_is_one_line_naming_it_and_the_options(tmp_path
     line = one_error_line(run_cli(tmp_path, "-m" if "," in override else "seed=0", override))
     group = override.lstrip("+").split("=")[0]
     assert f"{group}=nope: no such choice in conf/{group}/; choose one of" in line
-    assert ("linucb, online_ensemble" if group == "bandit" else "gsm8k, instruction_following") in line
+    for choice in (("linucb", "linucb_explore", "single") if group == "bandit" else ("gsm8k", "instruction_following")):
+        assert f" {choice}," in line or line.endswith(f" {choice}")
 
 
 def test_cli_missing_data_folder(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-ARGS = ["laser.iterations=3", "data.steps_per_iteration=4", "data.eval_limit=30", "trainer.enable_progress_bar=false"]
+ARGS = ["+experiment=legacy_miniature", "laser.iterations=3", "data.steps_per_iteration=4", "data.eval_limit=30", "trainer.enable_progress_bar=false"]
 
 
 def _laser(out: Path, cache: Path, *extra: str, kill_at: str | None = None) -> subprocess.CompletedProcess:

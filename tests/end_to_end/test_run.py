@@ -103,7 +103,8 @@ def test_gsm8k_experiment_runs_offline_on_the_real_files(make_config, tmp_path):
     cfg = make_config(["+experiment=gsm8k", "policy=tiny", "rm_pool=tiny", f"task.data_dir={data}",
                        "task.train_limit=64", "task.test_limit=8", "laser.iterations=1", "laser.num_samples=2",
                        "laser.pairs_per_prompt=1", "data.batch_size=4", "data.steps_per_iteration=2",
-                       "policy.max_new_tokens=8", "policy.warm_start.steps=5", "policy.tiny.vocab_size=300"])
+                       "policy.max_new_tokens=8", "policy.warm_start.steps=5", "policy.tiny.vocab_size=300",
+                       "policy.warm_start.target_accuracy=null"], legacy=False)
     out = tmp_path / "run"
     results = run(cfg, out)
     assert results["config"]["task"]["_target_"].endswith("GSM8K")
@@ -157,3 +158,18 @@ def test_each_task_runs_offline_on_its_local_files(task, folder, extra, metric, 
     results = run(cfg, tmp_path / "run")
     assert results["task"] == task and metric in results["final"]
     assert len(results["iterations"]) == 2
+
+
+def test_the_embedded_default_is_the_fair_miniature_and_runs(make_config, tmp_path):
+    """`python -m laser.run` with no overrides: comparison, maximum and minimum, one judge per category plus
+    noise, a warm start to 0.6 per category, LinUCB that tries every RM before exploiting (not training on
+    what it tries). Shrunk to one iteration of 8 steps: the 4 arms are tried before any step trains."""
+    out = tmp_path / "run"
+    cfg = make_config(["laser.iterations=1", "data.steps_per_iteration=8", "policy.warm_start.steps=300"],
+                      output_dir=out, legacy=False)
+    assert list(cfg.task.categories) == ["comparison", "maximum", "minimum"] and cfg.bandit.explore_pulls > 0
+    assert cfg.policy.warm_start.target_accuracy == 0.6 and not cfg.bandit.train_while_exploring
+    results = run(cfg, out)
+    assert set(results["rm_selection_counts"]) == {"comparison_judge", "maximum_judge", "minimum_judge", "noise"}
+    assert all(count >= 1 for count in results["rm_selection_counts"].values())
+    assert results["skipped_steps"]["exploration_not_trained"] >= 4

@@ -71,7 +71,7 @@ def test_checkpoints_load_with_weights_only(make_config, tmp_path):
     run(make_config(["laser.iterations=1"], output_dir=out), out)
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["state_dict"] == {}  # only the adapter and the run's state, never the base weights
-    assert set(checkpoint["laser"]) >= {"adapter", "selector", "normaliser", "rm_pool", "rng"}
+    assert set(checkpoint["laser"]) >= {"adapter", "selector", "selector_reward", "rm_pool", "rng"}
 
 
 def test_reward_models_refuse_pickled_weights_unless_allowed(tmp_path):

@@ -3,6 +3,8 @@ pure-noise arm, for whatever mix of categories the task has."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import compose_config
@@ -69,7 +71,7 @@ def test_arms_and_their_seeds_follow_the_categories() -> None:
 def test_the_yaml_builds_one_judge_per_category_of_the_task(mix: list[str] | None) -> None:
     overrides = ["rm_pool=category_judges"] + ([f"task.categories=[{','.join(mix)}]"] if mix else [])
     cfg = compose_config(overrides)
-    categories = mix or ["addition", "comparison"]  # the default task's
+    categories = mix or ["comparison", "maximum", "minimum"]  # the default task's
     assert list(cfg.rm_pool.categories) == categories
     pool = instantiate(cfg.rm_pool, _convert_="all")
     assert pool.names == [f"{c}_judge" for c in categories] + ["noise"]
@@ -81,10 +83,24 @@ def test_the_oracle_bandit_adds_its_arm_after_the_judges() -> None:
     assert pool.names == ["maximum_judge", "parity_judge", "noise", "oracle"]
 
 
-@pytest.mark.parametrize("categories", [[], ["parity", "parity"], [""]])
+@pytest.mark.parametrize("categories", [["parity", "parity"], ["", "parity"]])
 def test_categories_that_cannot_be_judged_apart_are_refused(categories: list[str]) -> None:
     with pytest.raises(LaserConfigError, match="distinct, non-empty task categories"):
         category_judges(categories)
+
+
+@pytest.mark.parametrize("categories", [None, [], [""]])
+def test_a_task_without_categories_gets_one_judge_and_noise(categories) -> None:
+    """GSM8K and friends have no categories: the default pool is then the verifier (corrupted at the
+    reliable rate) and pure noise, so `task=gsm8k` runs with the default rm_pool."""
+    pool = category_judges(categories, reliable_corrupt_prob=0.0)
+    assert pool.names == ["judge", "noise"]
+    example = TASK.test_examples()[0]
+    plain = dataclasses.replace(example, category="")
+    batch = ScoringBatch(["q"] * 2, [example.target, " 9999"], [plain, plain], TASK)
+    assert pool.score([0], batch)[0].tolist() == [1.0, 0.0]
+    cfg = compose_config(["task=gsm8k"])
+    assert cfg.rm_pool.categories is None
 
 
 def test_an_extra_arm_may_not_take_a_judges_name() -> None:
