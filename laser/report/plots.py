@@ -45,7 +45,7 @@ def panels(count: int, width: float = 5.0, height: float = 3.6) -> tuple[Figure,
 
 def save_png(fig: Figure, path: Path) -> Path:
     """Write `fig` (every plot of the report has the same resolution)."""
-    fig.savefig(path, dpi=_DPI)
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight")  # legends placed beside a panel stay in the picture
     return path
 
 
@@ -177,7 +177,7 @@ def plot_accuracy_by_iteration(jobs: list[Job], path: Path) -> Path:
         ax.set(title=f"task: {task}", xlabel="iteration (0 = before preference training)",
                ylabel="test accuracy")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(title="method (seeds)", fontsize="small")
+        ax.legend(title="method (seeds)", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("Test accuracy by iteration (mean ± std over seeds)")
     return save_png(fig, path)
 
