@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
@@ -71,14 +72,15 @@ def plot_counterfactual_regret(curves: Curves, path: Path) -> Path:
     """One panel per task: cumulative regret in gold pair accuracy, mean ± std over jobs, per method."""
     fig, axes = panels(len(curves))
     for ax, (task, by_method) in zip(axes, curves.items(), strict=True):
-        for method, runs in by_method.items():
+        colours = colormaps["tab20" if len(by_method) > 10 else "tab10"].colors  # one colour per method
+        for (method, runs), colour in zip(by_method.items(), colours, strict=False):
             mean, std = (np.array(v) for v in regret_band(runs))
             x = np.arange(len(mean))
-            (line,) = ax.plot(x, mean, label=f"{method} (n={len(runs)})")
+            (line,) = ax.plot(x, mean, label=f"{method} (n={len(runs)})", color=colour)
             std = np.nan_to_num(std)  # one job: no band
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
         ax.set(title=f"task: {task}", xlabel="training step", ylabel="cumulative regret (gold pair accuracy)")
-        ax.legend(title="method (jobs)", fontsize="small")
+        ax.legend(title="method (jobs)", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("Cumulative regret vs the best RM of each step, mean ± std over jobs\n"
                  "(every RM measured at every step: a true regret, not an estimate)")
     return save_png(fig, path)

@@ -165,13 +165,15 @@ def regret_label(job: Job, several_rewards: bool) -> str:
     """A curve's method: the job's method, with its selector reward when the sweep compares rewards
     (the method label names the bandit only, so two rewards would otherwise share a line)."""
     reward = job.counterfactuals[0].get("reward") if job.counterfactuals else None
-    return f"{job.method} ({reward})" if several_rewards else job.method
+    named = reward is None or job.method.endswith(f"/{reward}")  # a +method row names its reward already
+    return f"{job.method} ({reward})" if several_rewards and not named else job.method
 
 
 def counterfactual_regret(jobs: list[Job]) -> Curves:
     """{task: {method: [one cumulative regret curve per job]}}, for the jobs with counterfactuals; a
     true per-step regret in gold pair accuracy (every RM measured at every step), not an estimate."""
-    runs = [j for j in jobs if j.counterfactuals]
+    # jobs whose every decision took several RMs (ensembles) choose no RM, so they have no regret to show
+    runs = [j for j in jobs if any(step_regret(line) is not None for line in j.counterfactuals)]
     several = len({line.get("reward") for j in runs for line in j.counterfactuals}) > 1
     curves: Curves = defaultdict(lambda: defaultdict(list))
     for job in runs:
