@@ -218,3 +218,23 @@ def make_laser_trainer(cfg, output_dir: Path, callbacks: list):
     trainer = make_trainer(cfg, output_dir)
     trainer.callbacks.extend(callbacks)
     return trainer
+
+
+def add_common_arguments(parser, dtypes: list[str]) -> None:
+    """The knobs both laser-vs-TRL scripts share: the step (beta, lr, LoRA), precision and device, threads,
+    alternating rounds, and the hidden arguments of their child processes."""
+    import argparse
+
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--lora-alpha", type=int, default=32)
+    parser.add_argument("--lora-targets", nargs="+", default=["q_proj", "v_proj"])
+    parser.add_argument("--dtype", choices=dtypes, default="float32")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="child processes per system, run in alternating order (laser, TRL, TRL, laser, ...)")
+    parser.add_argument("--child", choices=["laser", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from _common import count_params, header, llama_config, load_note, verdict
-from _versus import require_trl, run_rounds
+from _versus import add_common_arguments, require_trl, run_rounds
 
 SHAPES = {  # Llama shapes; "13m" is the anchor of issue #13 (hidden 256, 4 layers, vocab 32k)
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -187,20 +187,8 @@ def main() -> None:
     parser.add_argument("--response-len", type=int, default=64, help="tokens of each response (EOS included)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=6, help="timed steps")
-    parser.add_argument("--beta", type=float, default=0.1)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--lora-r", type=int, default=16)
-    parser.add_argument("--lora-alpha", type=int, default=32)
-    parser.add_argument("--lora-targets", nargs="+", default=["q_proj", "v_proj"])
-    parser.add_argument("--dtype", choices=sorted(TOLERANCE), default="float32")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="child processes per system, run in alternating order (laser, TRL, TRL, laser, ...)")
-    parser.add_argument("--child", choices=["laser", "trl"], help=argparse.SUPPRESS)
-    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    add_common_arguments(parser, sorted(TOLERANCE))
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
     a = parser.parse_args()
     if a.child:
         import torch

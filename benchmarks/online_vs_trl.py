@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 from _common import count_params, header, llama_config, load_note, verdict
-from _versus import require_trl, run_rounds
+from _versus import add_common_arguments, require_trl, run_rounds
 
 SHAPES = {
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -214,21 +214,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--beta", type=float, default=0.1)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--lora-r", type=int, default=16)
-    parser.add_argument("--lora-alpha", type=int, default=32)
-    parser.add_argument("--lora-targets", nargs="+", default=["q_proj", "v_proj"])
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="child processes per system, run in alternating order (laser, TRL, TRL, laser, ...)")
-    parser.add_argument("--child", choices=["laser", "trl"], help=argparse.SUPPRESS)
-    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    add_common_arguments(parser, ["float32", "bfloat16"])
     parser.add_argument("--rm-dir", help=argparse.SUPPRESS)
     parser.add_argument("--prompts-file", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
     a = parser.parse_args()
     if a.child:
         import torch

@@ -154,3 +154,27 @@ def word_level_llamas(tmp_path_factory, words: str, models: dict[str, tuple[str,
         classes[kind](config).save_pretrained(paths[name])
         tokenizer.save_pretrained(paths[name])
     return paths
+
+
+def run_analysis_notebook(sweep_dir: Path, monkeypatch):
+    """notebooks/analysis.ipynb executed on `sweep_dir` (skips without the dev extra or a python3 kernel);
+    the committed notebook has no outputs. Returns the executed notebook."""
+    import os
+
+    nbformat = pytest.importorskip("nbformat", reason="notebook tests need the dev extra (nbformat)")
+    nbclient = pytest.importorskip("nbclient", reason="notebook tests need the dev extra (nbclient)")
+    pytest.importorskip("ipykernel", reason="notebook tests need the dev extra (ipykernel)")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel as error:
+        pytest.skip(f"no python3 Jupyter kernel here: {error}")
+    # The kernel inherits this environment: the sweep to read, and the repository on its path.
+    monkeypatch.setenv("LASER_SWEEP_DIR", str(sweep_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    notebook = nbformat.read(REPO / "notebooks" / "analysis.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")  # committed cleared
+    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=300,
+                            resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    return notebook

@@ -65,6 +65,13 @@ def _accuracy_section(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def _summary_table(summary: dict[str, dict[str, Summary]], what: str, count: str) -> list[str]:
+    """One row per (task, method): mean ± std, the 95% CI and how many runs, to two decimals."""
+    rows = [[task, method, _mean_std(s, 2), _interval(s, 2), str(s.n)]
+            for task, by_method in summary.items() for method, s in by_method.items()]
+    return _markdown_table(["task", "method", what, "95% CI", count], rows)
+
+
 def _regret_section(means: dict[str, dict[str, dict[str, float]]], summary: dict[str, dict[str, Summary]]) -> list[str]:
     lines = ["", "## Pseudo-regret", "",
              "A pseudo-regret estimated from the sweep's own decisions: per task and category, each RM's mean",
@@ -72,9 +79,7 @@ def _regret_section(means: dict[str, dict[str, dict[str, float]]], summary: dict
              "wrong) over all decisions in the sweep that used it alone; the oracle arm is the best RM. A",
              "decision adds the oracle's mean minus its RM's mean for its majority category. Rarely chosen",
              "RMs have noisy means. Final cumulative pseudo-regret per run, mean ± std over seeds:", ""]
-    rows = [[task, method, _mean_std(s, 2), _interval(s, 2), str(s.n)]
-            for task, by_method in summary.items() for method, s in by_method.items()]
-    lines += _markdown_table(["task", "method", "pseudo-regret", "95% CI", "seeds"], rows) + [""]
+    lines += _summary_table(summary, "pseudo-regret", "seeds") + [""]
     rows = [[task, category, max(arms, key=arms.get), ", ".join(f"{a} {v:.2f}" for a, v in arms.items())]
             for task, by_category in means.items() for category, arms in by_category.items()]
     return lines + _markdown_table(["task", "category", "oracle RM", "mean gold pair accuracy"], rows)
@@ -113,9 +118,7 @@ def _counterfactual_section(views: dict[str, Any], final: dict[str, dict[str, Su
               "accuracy minus the chosen RM's, both measured at that step; summed over steps (ensemble decisions",
               "and steps without the chosen RM's gold accuracy add nothing). Final cumulative regret per job,",
               "mean ± std over jobs:", ""]
-    rows = [[task, method, _mean_std(s, 2), _interval(s, 2), str(s.n)]
-            for task, by_method in final.items() for method, s in by_method.items()]
-    return lines + _markdown_table(["task", "method", "cumulative regret", "95% CI", "jobs"], rows)
+    return lines + _summary_table(final, "cumulative regret", "jobs")
 
 
 def _shares_section(shares: dict[str, Any]) -> list[str]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import run_analysis_notebook
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -218,20 +217,7 @@ def test_a_real_run_with_counterfactuals_is_reported(make_config, tmp_path):
 
 
 def test_notebook_shows_the_reward_vs_gold_table(cf_sweep, monkeypatch):
-    nbformat = pytest.importorskip("nbformat", reason="notebook tests need the dev extra (nbformat)")
-    nbclient = pytest.importorskip("nbclient", reason="notebook tests need the dev extra (nbclient)")
-    pytest.importorskip("ipykernel", reason="notebook tests need the dev extra (ipykernel)")
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel as error:
-        pytest.skip(f"no python3 Jupyter kernel here: {error}")
-    monkeypatch.setenv("LASER_SWEEP_DIR", str(cf_sweep))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    notebook = nbformat.read(REPO / "notebooks" / "analysis.ipynb", as_version=4)
-    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=300,
-                            resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    notebook = run_analysis_notebook(cf_sweep, monkeypatch)
     markdown = [o["data"]["text/markdown"] for c in notebook.cells if c.cell_type == "code" for o in c.outputs
                 if "text/markdown" in o.get("data", {})]
     # The counterfactuals cell's own table (report.md, shown above it, has the same table in its section).

@@ -7,13 +7,12 @@ import csv
 import json
 import logging
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_OVERRIDES, compose_config
+from conftest import REPO, TINY_OVERRIDES, compose_config, run_analysis_notebook
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
@@ -192,23 +191,7 @@ def test_cli_reports_a_real_sweep(real_sweep, tmp_path):
 
 
 def test_notebook_runs_on_a_real_sweep(real_sweep, monkeypatch):
-    nbformat = pytest.importorskip("nbformat", reason="notebook tests need the dev extra (nbformat)")
-    nbclient = pytest.importorskip("nbclient", reason="notebook tests need the dev extra (nbclient)")
-    pytest.importorskip("ipykernel", reason="notebook tests need the dev extra (ipykernel)")
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel as error:
-        pytest.skip(f"no python3 Jupyter kernel here: {error}")
-    # The kernel inherits this environment: the sweep to read, and the repository on its path.
-    monkeypatch.setenv("LASER_SWEEP_DIR", str(real_sweep))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    notebook = nbformat.read(REPO / "notebooks" / "analysis.ipynb", as_version=4)
-    assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")  # committed cleared
-    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=300,
-                                     resources={"metadata": {"path": str(REPO / "notebooks")}})
-    client.execute()  # raises CellExecutionError if any cell fails
+    notebook = run_analysis_notebook(real_sweep, monkeypatch)  # raises CellExecutionError if any cell fails
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
