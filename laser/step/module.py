@@ -154,7 +154,7 @@ class LaserModule(IterationHooks, L.LightningModule):
             return  # an RM failed: the step is skipped and counted (laser/step/rm_faults.py)
         scores, per_arm = scored
         pairs = self._pairs(scores, per_arm, samples)
-        if not pairs:
+        if any_rank(self.trainer, not pairs):  # all ranks skip together, or DDP's backward would hang
             return records.record_skip(self, "no_pairs", decisions, batch)
         with self.phase("train"):
             evidence, loss, metrics = self._update(pairs, self.policy.unpadded_prompt_ids(encoded), samples, decisions)

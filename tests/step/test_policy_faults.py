@@ -33,3 +33,22 @@ def test_responses_cut_by_the_length_limit_still_train(make_config, tmp_path):
     column = header.split(",").index("train/truncated_responses")
     truncated = [float(r.split(",")[column]) for r in rows if r.split(",")[column]]
     assert truncated and max(truncated) > 0  # one token leaves no room for EOS: the batch hit the limit
+
+
+def test_a_step_is_skipped_on_every_rank_when_any_rank_has_no_pairs(make_config, tmp_path, monkeypatch):
+    """With several processes a rank without pairs cannot sit out the backward pass (DDP's all-reduce
+    would wait for it forever): the step is skipped everywhere when any rank has none. Simulated in one
+    process by a peer rank that always reports no pairs."""
+    import laser.step.module as module
+
+    asked = []
+
+    def peer_without_pairs(trainer, flag):  # a step asks twice: "an RM failed?", then "no pairs?"
+        asked.append(flag)
+        return flag if len(asked) % 2 else True  # no RM failed anywhere; a peer rank has no pairs
+
+    monkeypatch.setattr(module, "any_rank", peer_without_pairs)
+    out = tmp_path / "run"
+    results = run(make_config(["laser.iterations=1", "data.steps_per_iteration=3"], output_dir=out), out)
+    assert results["complete"] and results["skipped_steps"] == {"no_pairs": 3}
+    assert False in asked  # this rank had pairs, and skipped because of its peer
