@@ -60,6 +60,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "laser.log_samples_every": (_integer(0), "an integer >= 0 (0 disables)"),
     "laser.counterfactuals": (lambda v: isinstance(v, bool), "true or false"),
     "laser.on_rm_fault": (_one_of("skip", "penalise"), "skip or penalise"),
+    "laser.on_no_pairs": (_one_of("skip", "neutral", "penalise"), "skip, neutral or penalise"),
     "data.batch_size": (_integer(1), "an integer >= 1"),
     "data.steps_per_iteration": (_integer(1), "an integer >= 1"),
     "data.eval_batch_size": (_integer(1), "an integer >= 1"),

@@ -52,6 +52,7 @@ from laser.step.update import update_on_pairs, update_then_undo
 from laser.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
+NO_PAIRS_REWARD = {"neutral": 0.5, "penalise": 0.0}  # on_no_pairs: the normalised reward of a step without pairs
 
 
 class LaserModule(IterationHooks, L.LightningModule):
@@ -72,6 +73,9 @@ class LaserModule(IterationHooks, L.LightningModule):
             RM that scored them (`samples.jsonl`, and a W&B table with logger=wandb); 0 disables.
         on_rm_fault: an RM that raises, hangs, miscounts or returns NaN/inf: "skip" the step, or
             "penalise" (skip it and give the chosen arm reward 0). Either way it is counted (faults/*).
+        on_no_pairs: a step without preference pairs (the RM tied every pair of distinct responses, or the
+            responses were identical) trains nothing; "skip" leaves the selector unrewarded (paper),
+            "neutral" / "penalise" reward the decision 0.5 / 0.
         counterfactuals: every step, score the samples with every RM and record what each would have given
             (`counterfactuals.jsonl`; K scorings and K virtual updates per step; the run is unchanged).
     """
@@ -82,16 +86,16 @@ class LaserModule(IterationHooks, L.LightningModule):
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
                  context: Context | None = None, log_samples_every: int = 20,
-                 on_rm_fault: str = "skip", counterfactuals: bool = False) -> None:
+                 on_rm_fault: str = "skip", on_no_pairs: str = "skip", counterfactuals: bool = False) -> None:
         super().__init__()
         check_values("laser", num_samples=num_samples, pairs_per_prompt=pairs_per_prompt, beta=beta, lr=lr,
-                     nll_weight=nll_weight, on_rm_fault=on_rm_fault)
+                     nll_weight=nll_weight, on_rm_fault=on_rm_fault, on_no_pairs=on_no_pairs)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
         self.selector_reward = selector_reward
         self.context = context or LastTokenContext()
-        self.log_samples_every, self.on_rm_fault = log_samples_every, on_rm_fault
+        self.log_samples_every, self.on_rm_fault, self.on_no_pairs = log_samples_every, on_rm_fault, on_no_pairs
         self.counterfactuals = counterfactuals
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
         self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
@@ -155,7 +159,7 @@ class LaserModule(IterationHooks, L.LightningModule):
         scores, per_arm = scored
         pairs = self._pairs(scores, per_arm, samples)
         if any_rank(self.trainer, not pairs):  # all ranks skip together, or DDP's backward would hang
-            return records.record_skip(self, "no_pairs", decisions, batch)
+            return self._skip_without_pairs(decisions, batch)
         with self.phase("train"):
             evidence, loss, metrics = self._update(pairs, self.policy.unpadded_prompt_ids(encoded), samples, decisions)
         self.tracker.on_loss(float(loss))
@@ -206,6 +210,15 @@ class LaserModule(IterationHooks, L.LightningModule):
         responses = [[tuple(samples.response_ids[p * n + j]) for j in range(n)] for p in range(len(scores))]
         pairs = build_preference_pairs(scores, self.pairs_per_prompt, responses=responses)
         return self.selector.filter_pairs(pairs, per_arm)
+
+    def _skip_without_pairs(self, decisions: list[Decision], batch: list[Example]) -> None:
+        """A step without pairs trains nothing. Unrewarded (on_no_pairs=skip), an RM that ties everything in
+        a region of context stays untried there, and LinUCB keeps choosing it; neutral/penalise reward it."""
+        if self.on_no_pairs != "skip":
+            reward = NO_PAIRS_REWARD[self.on_no_pairs]
+            for decision in decisions:
+                self.selector.update(decision.selection, decision.context, reward, None)
+        records.record_skip(self, "no_pairs", decisions, batch)
 
     def _optimiser_step(self, loss: torch.Tensor) -> None:
         optimiser = self.optimizers()
