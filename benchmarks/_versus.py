@@ -4,10 +4,10 @@ its own Hydra config.
 
 laser's side is built in ONE place, `build_laser`, through `laser.run.build` (the function
 `python -m laser.run` calls). Every laser module these benchmarks import is named in this file:
-`laser.run` (`build`, `make_trainer`), `laser.step.module`, `laser.tiny.build_tokenizer` and the RM class path
-`CLASSIFIER_RM`; if laser's modules move, only this file changes. The scripts' laser children use, besides
-the config keys they override, `LaserModule._preference_loss`, `.configure_optimizers`, `.policy` and
-`.tracker`.
+`laser.run` (`build`, `make_trainer`), `laser.step.module`, `laser.step.preference.preference_loss` (through
+`laser_preference_loss`), `laser.tiny.build_tokenizer` and the RM class path `CLASSIFIER_RM`; if laser's
+modules move, only this file changes. The scripts' laser children use, besides the config keys they
+override, the module's `.configure_optimizers`, `.policy` and `.tracker`.
 """
 
 from __future__ import annotations
@@ -163,6 +163,17 @@ def import_laser() -> None:
 
     import laser.run  # noqa: F401
     import laser.step.module  # noqa: F401
+
+
+def laser_preference_loss(module, prompt_ids: list[list[int]], response_ids: list[list[int]],
+                          pairs: list[tuple[int, int, int]], n: int):
+    """The per-pair losses [P] (with grad) and metrics of laser's step on `pairs`, with the module's beta,
+    label smoothing and NLL weight: what `LaserModule` trains on (laser/step/preference.py)."""
+    from laser.step.preference import preference_loss
+
+    result = preference_loss(module.policy, prompt_ids, response_ids, pairs, n, module.beta,
+                             module.label_smoothing, module.nll_weight)
+    return result.losses, result.metrics
 
 
 def trl_clock(device: str, warmup: int, memory: PeakMemory, ends: list[float], logs: list[dict], peak: dict):

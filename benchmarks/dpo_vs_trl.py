@@ -7,7 +7,7 @@ loss (sigmoid DPO, beta; laser's NLL weight 0), the same reference (the policy w
 disabled: neither keeps a second copy), AdamW (torch, not fused, constant learning rate, no weight
 decay), gradient-norm clipping at 1.0, the same dtype and torch threads, no activation checkpointing.
 
-- laser: `LaserModule._preference_loss` (reference forward first, then the policy on chosen+rejected
+- laser: `laser.step.preference.preference_loss` (reference forward first, then the policy on chosen+rejected
   in one batch, logits for the response positions only) + backward + clip + AdamW, the module's
   train phase, built from laser's own config (`python -m laser.run policy=hf ...`).
 - TRL: `DPOTrainer.train()` as a user runs it (its collator, its fused chunked LM head, its metrics
@@ -90,7 +90,7 @@ def step_times(ends: list[float], warmup: int) -> list[float]:
 
 def laser_child(a: argparse.Namespace) -> dict:
     import torch
-    from _versus import PeakMemory, build_laser, import_laser, init_lora, sync
+    from _versus import PeakMemory, build_laser, import_laser, init_lora, laser_preference_loss, sync
 
     import_laser()
     memory = PeakMemory(a.device)
@@ -119,7 +119,7 @@ def laser_child(a: argparse.Namespace) -> dict:
         rows = slice(i * a.pairs, (i + 1) * a.pairs)
         responses = [r for pair in zip(chosen[rows], rejected[rows], strict=True) for r in pair]
         pairs = [(p, 0, 1) for p in range(a.pairs)]
-        pair_losses, metrics = module._preference_loss(prompts[rows], responses, pairs, 2)
+        pair_losses, metrics = laser_preference_loss(module, prompts[rows], responses, pairs, 2)
         loss = pair_losses.mean()
         optimiser.zero_grad()
         loss.backward()

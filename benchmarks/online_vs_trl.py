@@ -115,6 +115,7 @@ def laser_child(a: argparse.Namespace) -> dict:
         f"policy.lora.r={a.lora_r}", f"policy.lora.lora_alpha={a.lora_alpha}", "policy.lora.lora_dropout=0.0",
         f"policy.lora.target_modules=[{','.join(a.lora_targets)}]", f"policy.max_new_tokens={a.max_new_tokens}",
         f"policy.temperature={a.temperature}", "policy.top_p=1.0",
+        "task=arithmetic_legacy", "rm_pool=tiny",  # the prompts and pool these figures were first measured on
         "rm_pool.models.arith_judge=null", "rm_pool.models.compare_judge=null", "rm_pool.models.noise=null",
         f"+rm_pool.models.rm={rm}", f"rm_pool.device={a.device}", "bandit=single", "bandit.arm=rm",
         "laser.num_samples=2", "laser.pairs_per_prompt=1", "laser.nll_weight=0.0", f"laser.beta={a.beta}",
