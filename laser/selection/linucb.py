@@ -18,15 +18,20 @@ from laser.selection.base import Selection, check_at_least
 from laser.selection.ridge import RidgeSelector, argmax_with_ties
 
 
+def ucb_terms(A_inv: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-arm (estimates, variances) for context x, given stacked A_inv (K x d x d) and b (K x d):
+    estimate_k = (A_k^{-1} b_k) . x and variance_k = x^T A_k^{-1} x (clamped at 0 against rounding)."""
+    u = A_inv @ x  # one pass over the K d x d inverses serves both terms (A_k^{-1} is symmetric)
+    return (b * u).sum(-1), (x * u).sum(-1).clamp_min(0.0)
+
+
 def ucb_scores(
     A_inv: torch.Tensor, b: torch.Tensor, x: torch.Tensor, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-arm (estimates, bonuses) for context x, given stacked A_inv (K x d x d) and b (K x d).
-
-    estimate_k = (A_k^{-1} b_k) . x and bonus_k = alpha * sqrt(x^T A_k^{-1} x); the UCB score is their sum.
-    """
-    u = A_inv @ x  # one pass over the K d x d inverses serves both terms (A_k^{-1} is symmetric)
-    return (b * u).sum(-1), alpha * (x * u).sum(-1).clamp_min(0.0).sqrt()
+    """Per-arm (estimates, bonuses) for context x: bonus_k = alpha * sqrt(x^T A_k^{-1} x); the UCB score is
+    their sum."""
+    estimates, variances = ucb_terms(A_inv, b, x)
+    return estimates, alpha * variances.sqrt()
 
 
 def explore_threshold(pulls: int, ridge_lambda: float) -> float:
@@ -94,8 +99,8 @@ class LinUCB(RidgeSelector):
     def select(self, context: torch.Tensor) -> Selection:
         """Pick the arm with the highest UCB score for `context`, breaking ties at random."""
         x = self.prepare(context)
-        estimates, bonuses = ucb_scores(self.ridge.A_inv, self.ridge.b, x, self.alpha)
-        variances = self.ridge.variances(x)
+        estimates, variances = ucb_terms(self.ridge.A_inv, self.ridge.b, x)  # one pass over the K inverses
+        bonuses = self.alpha * variances.sqrt()
         exploring = self.explore_pulls > 0 and float(variances.max()) > explore_threshold(self.explore_pulls,
                                                                                             self.ridge_lambda)
         arm, tied = argmax_with_ties(variances if exploring else estimates + bonuses, self.rng)

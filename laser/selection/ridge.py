@@ -22,12 +22,14 @@ from laser.selection.base import Selection, Selector, StepFeedback, check_feedba
 TIE_TOLERANCE = 1e-12  # scores this close to the max count as tied (exact float ties are common at the start)
 
 
-def sherman_morrison_update(A_inv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def sherman_morrison_update(A_inv: torch.Tensor, x: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """Return (A + x x^T)^{-1} given the symmetric A^{-1} (d x d) and x (d): A^{-1} - (A^{-1}x)(A^{-1}x)^T /
-    (1 + x^T A^{-1} x), as one rank-one update (`addr`: no d x d temporary besides the result). Uses the
-    symmetry of A^{-1} (u = A^{-1} x serves both sides)."""
+    (1 + x^T A^{-1} x), as one rank-one update (`addr`: no d x d temporary besides the result; with
+    `in_place`, none at all: A_inv itself is updated and returned). Uses the symmetry of A^{-1}
+    (u = A^{-1} x serves both sides)."""
     u = A_inv @ x
-    return A_inv.addr(u, u, alpha=-1.0 / (1.0 + float(x @ u)))
+    alpha = -1.0 / (1.0 + float(x @ u))
+    return A_inv.addr_(u, u, alpha=alpha) if in_place else A_inv.addr(u, u, alpha=alpha)
 
 
 def ridge_estimates(A_inv: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +114,7 @@ class RidgeArms:
     def observe(self, arm: int, x: torch.Tensor, reward: float) -> None:
         """Add (x, reward) to arm `arm`'s regression (x from `prepare`); the other arms are untouched."""
         self.A[arm].addr_(x, x)  # in place: no K x d x d copies per step
-        self.A_inv[arm] = sherman_morrison_update(self.A_inv[arm], x)  # O(d^2), written back into the stack
+        sherman_morrison_update(self.A_inv[arm], x, in_place=True)  # O(d^2), in the stack's own memory
         self.b[arm].add_(x, alpha=float(reward))
         self.counts[arm] += 1
 

@@ -119,6 +119,15 @@ def test_sherman_morrison_matches_a_direct_inverse(x):
                           atol=1e-9)
 
 
+def test_sherman_morrison_in_place_updates_the_given_tensor_to_the_same_values():
+    x = torch.tensor([0.5, -1.0, 2.0, 0.25], dtype=torch.float64)
+    stack = torch.linalg.inv(torch.eye(4, dtype=torch.float64) * 2.0).repeat(2, 1, 1)
+    expected = sherman_morrison_update(stack[1], x)
+    returned = sherman_morrison_update(stack[1], x, in_place=True)
+    assert returned.data_ptr() == stack[1].data_ptr()  # written into the stack, no copy
+    assert torch.equal(stack[1], expected) and torch.equal(stack[0], torch.eye(4, dtype=torch.float64) / 2)
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(vectors, st.floats(min_value=0, max_value=1), st.integers(0, 2)), min_size=1, max_size=40))
 def test_linucb_keeps_A_symmetric_positive_definite_and_its_inverse_consistent(updates):
