@@ -22,6 +22,14 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+SHAPES = {  # the policy Llama shapes both scripts take (--shape); "13m": the anchor of issue #13
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=4, vocab_size=1000),
+    "13m": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=4, vocab_size=32000),
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+               num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),  # Llama-3.2-1B's shape
+}
 TRL_PIN = "1.16.0"  # the version these benchmarks were written and measured against (pyproject's `bench` extra)
 CLASSIFIER_RM = "laser.rewards.classifier.ClassifierRM"  # laser's HF sequence-classifier RM (a config _target_)
 NO_TRL = f"trl is not installed: pip install -e '.[bench]' (trl=={TRL_PIN}); nothing measured"

@@ -42,16 +42,8 @@ import time
 from pathlib import Path
 
 from _common import count_params, header, llama_config, load_note, verdict
-from _versus import add_common_arguments, require_trl, run_rounds
+from _versus import SHAPES, add_common_arguments, require_trl, run_rounds
 
-SHAPES = {  # Llama shapes; "13m" is the anchor of issue #13 (hidden 256, 4 layers, vocab 32k)
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=4, vocab_size=1000),
-    "13m": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
-                num_key_value_heads=4, vocab_size=32000),
-    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),  # Llama-3.2-1B's shape
-}
 TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2}
 LETTERS = "abcdefghijklmnopqrstuvwxyz"  # one byte-level token each with laser.tiny's bytes-only tokenizer
 
