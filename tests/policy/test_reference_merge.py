@@ -4,6 +4,8 @@ equal plain ones."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from conftest import word_level_llamas
@@ -181,6 +183,10 @@ def fold_sharded_and_plain(rank: int, world_size: int, init_file: str) -> None:
                 assert torch.equal(sharded_rest.full_tensor(), plain_rest)
     finally:
         dist.destroy_process_group()
+    # Skip the interpreter's teardown: after a DTensor collective on gloo, torch 2.13 aborts ~1 exit in 6
+    # ("terminate called without an active exception") once all the work is done, with or without a
+    # barrier or destroy_process_group; reproduced with torch alone. Only a clean pass gets here.
+    os._exit(0)
 
 
 @pytest.mark.slow  # two processes, each importing torch and laser (~9 s on 2 cores)
