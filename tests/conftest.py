@@ -83,6 +83,18 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config", o
     return cfg
 
 
+BRIEF_RM_TRAINING = 5  # a pool that trains its RMs (a `train_steps` knob) trains them this briefly in tests
+
+
+def briefly(cfg: DictConfig) -> DictConfig:
+    """The RM pool's own training (if it has any) cut to BRIEF_RM_TRAINING steps: tests of building,
+    scoring and running do not need well-trained RMs (how well they rank is their own test's business)."""
+    if "train_steps" in cfg.rm_pool:
+        with open_dict(cfg):
+            cfg.rm_pool.train_steps = BRIEF_RM_TRAINING
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One model cache per test session: the tiny model and its warm start are built once."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONF_DIR, DATA_DIR, REPO, compose_config
+from conftest import CONF_DIR, DATA_DIR, REPO, briefly, compose_config
 
 from laser.run import run
 
@@ -85,7 +85,7 @@ def test_experiment_runs_one_tiny_job(name, make_config, tmp_path):
         if any(o.startswith("context=sentence_encoder") for o in overrides):
             pytest.skip("the sentence-encoder context needs a local encoder folder")
     out = tmp_path / name
-    results = run(make_config(overrides, output_dir=out, legacy=False), out)  # the experiment's own task and pool
+    results = run(briefly(make_config(overrides, output_dir=out, legacy=False)), out)  # the experiment's own task and pool
     assert results["complete"] and len(results["iterations"]) == 2
     assert sum(results["rm_selection_counts"].values()) >= 1
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF_DIR, compose_config
+from conftest import CONF_DIR, briefly, compose_config
 from hydra.utils import get_object
 from omegaconf import DictConfig, open_dict
 
@@ -36,18 +36,6 @@ from laser.tasks.arithmetic import Arithmetic
 
 POOLS = sorted(Path(CONF_DIR, "rm_pool").glob("*.yaml"))
 SHORT_RUN = ["laser.iterations=1", "data.steps_per_iteration=2", "data.eval_limit=8"]
-BRIEF_TRAINING = 5  # a pool that trains its RMs (a `train_steps` knob) trains them this briefly here
-
-
-def briefly(cfg: DictConfig) -> DictConfig:
-    """The pool's own training (if any) cut to BRIEF_TRAINING steps: the contract is about building and
-    scoring, and how well trained RMs rank is their own test's business."""
-    if "train_steps" in cfg.rm_pool:
-        with open_dict(cfg):
-            cfg.rm_pool.train_steps = BRIEF_TRAINING
-    return cfg
-
-
 def hub_models(cfg: DictConfig) -> list[str]:
     """The hub ids the pool names (local folders and built models are not on the hub)."""
     return sorted({value for _, value, _ in model_references(cfg.rm_pool) if not looks_local(value)})
