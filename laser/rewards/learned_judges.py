@@ -82,12 +82,13 @@ def pair_accuracy(model, tokenizer, pairs: list[tuple[str, str]]) -> float:
 
 
 def classifier_scores(model, tokenizer, texts: list[str]) -> torch.Tensor:
+    """One score per text, with gradients (training); `ClassifierRM` scores the same way at run time."""
     tokenizer.padding_side = "right"  # the classifier reads the last non-pad token
     encoded = tokenizer(texts, padding=True, return_tensors="pt")
     return model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits[:, 0]
 
 
-def train_judge(task: Task, category: str, cache_dir: str, own_share: float = 0.9, train_steps: int = 400,
+def train_judge(task: Task, category: str, cache_dir: str, own_share: float = 0.9, train_steps: int = 1000,
                 batch_pairs: int = 64, hidden_size: int = 64, num_layers: int = 2, lr: float = 1e-3,
                 seed: int = 0) -> str:
     """Train (or reuse) the judge of `category`; returns its Hugging Face folder."""
@@ -125,7 +126,7 @@ def train_judge(task: Task, category: str, cache_dir: str, own_share: float = 0.
     return str(folder)
 
 
-def learned_judges(task: Task, cache_dir: str, own_share: float = 0.9, train_steps: int = 400,
+def learned_judges(task: Task, cache_dir: str, own_share: float = 0.9, train_steps: int = 1000,
                    seed: int = 0, noise_arm: bool = True, batch_size: int = 64, device: str = "cpu",
                    placement: str = "resident", timeout_s: float | None = None,
                    models: Mapping[str, object] | None = None) -> RewardModelPool:
