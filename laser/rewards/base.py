@@ -14,7 +14,9 @@ from laser.tasks.base import Example, Task
 class ScoringBatch:
     """Responses to score, flattened: item i is `responses[i]` answering `prompts[i]` for `examples[i]`.
 
-    `task` lets programmatic RMs grade answers (the verifier) and category-aware RMs look up categories.
+    `prompts` are the texts the policy was given (the task's prompt format). `task` lets programmatic
+    RMs grade answers (the verifier) and category-aware RMs look up categories; `rm_prompts()` gives
+    the question as a person would ask it, for RMs that format their own input (a chat template).
     """
 
     prompts: list[str]
@@ -24,6 +26,14 @@ class ScoringBatch:
 
     def __len__(self) -> int:
         return len(self.responses)
+
+    def rm_prompts(self) -> list[str]:
+        """Each item's question without the policy's prompt format: `task.rm_prompt(example)`, or
+        `example.question` when there is no task (a judge's or a remote server's batch, whose examples
+        hold the question the caller sent)."""
+        if self.task is None:
+            return [example.question for example in self.examples]
+        return [self.task.rm_prompt(example) for example in self.examples]
 
 
 class RewardModel(ABC):

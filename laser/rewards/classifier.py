@@ -7,6 +7,7 @@ import torch
 from laser.hf import chat_text
 from laser.rewards.base import ScoringBatch
 from laser.rewards.hf_base import LazyHFRewardModel
+from laser.rewards.rm_inputs import Encoded, common_prefix_length, free_pad_id, pad_right
 
 
 class ClassifierRM(LazyHFRewardModel):
@@ -14,17 +15,22 @@ class ClassifierRM(LazyHFRewardModel):
     `logits[:, score_index]` at the last token.
 
     Nothing loads until the first `score` call (hub id or local folder), so listing this RM in a
-    pool is free until the bandit picks it.
+    pool is free until the bandit picks it. What it reads is `LazyHFRewardModel`'s rule: a chat RM
+    (Skywork-Reward, FsfairX, GRM) gets the raw question and the response in its own chat template,
+    tokenised as the whole conversation (as such RMs are trained); the prompt's middle is cut past
+    `max_length`, never the response. Rows are right padded with an id none of them holds, so the
+    classifier reads each row's last token even when the response ends in eos = pad.
 
     Args:
         model_name_or_path: hub id or local folder with config.json and weights.
         tokenizer_name_or_path: defaults to `model_name_or_path`.
         batch_size: responses per forward pass; higher is faster and uses more memory.
-        max_length: tokens kept per (prompt, response), truncated on the right.
+        max_length: tokens kept per (prompt, response); the prompt's middle goes first.
         device, dtype: where and in which precision the model runs ("bfloat16" halves memory).
         trust_remote_code: allow the checkpoint's own model code (ArmoRM needs it).
-        use_chat_template: format a user/assistant conversation when the tokenizer has a chat
-            template (what chat RMs were trained on); otherwise score `prompt + response`.
+        use_chat_template: format the raw question and the response as a user/assistant conversation
+            when the tokenizer has a chat template (what chat RMs were trained on); otherwise score
+            the policy's `prompt + response` as plain text.
         score_index: which output logit is the reward (0 for single-head RMs).
     """
 
@@ -39,26 +45,33 @@ class ClassifierRM(LazyHFRewardModel):
         self.score_index = int(score_index)
         self.allow_pickle_weights = bool(allow_pickle_weights)  # trust pickled .bin weights of this RM
 
-    def prepare(self, batch: ScoringBatch) -> list[str]:
-        """The text each response is scored as (chat-formatted when possible)."""
-        texts = []
-        for prompt, response in zip(batch.prompts, batch.responses, strict=True):
-            formatted = chat_text(self.tokenizer, prompt, response, self.use_chat_template)
-            texts.append(prompt + response if formatted is None else formatted)
-        return texts
+    def encode(self, prompt: str, response: str) -> Encoded:
+        """Token ids of the whole text the RM reads (chat-formatted when possible) and how many
+        leading ids are the prompt's, before any truncation."""
+        chat = self.chat_formatted
+        prefix = chat_text(self.tokenizer, prompt, None, True) if chat else prompt
+        full = chat_text(self.tokenizer, prompt, response, True) if chat else prompt + response
+        ids = list(self.tokenizer(full, add_special_tokens=not chat)["input_ids"])
+        prefix_ids = self.tokenizer(prefix, add_special_tokens=not chat)["input_ids"]
+        return ids, common_prefix_length(prefix_ids, ids)
 
-    def score_chunk(self, texts: list[str]) -> torch.Tensor:
-        """`logits[:, score_index]` at each text's last token, float32 on the CPU."""
-        self.tokenizer.padding_side = "right"  # the classifier reads the last non-pad token
-        encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            add_special_tokens=not self.chat_formatted,
-            return_tensors="pt",
-        )
-        logits = self.forward(self.model, encoded["input_ids"], encoded["attention_mask"]).logits
+    def prepare(self, batch: ScoringBatch) -> list[Encoded]:
+        """Each response's (token ids, prompt length), cut to `max_length` without cutting the response."""
+        pairs = zip(self.prompt_texts(batch), batch.responses, strict=True)
+        return [self.fit(self.encode(prompt, response)) for prompt, response in pairs]
+
+    def score_chunk(self, encoded: list[Encoded]) -> torch.Tensor:
+        """`logits[:, score_index]` at each row's last token, float32 on the CPU."""
+        rows = [ids for ids, _ in encoded]
+        # HF classifiers find each row's last token through the (text) config's pad id: make it one
+        # that no row holds, so a response ending in eos (= pad for many RMs) is read at that eos.
+        configs = {id(c): c for c in (self.model.config, self.model.config.get_text_config())}.values()
+        vocab = self.model.get_input_embeddings().num_embeddings
+        pad = free_pad_id(rows, self.model.config.get_text_config().pad_token_id, vocab)
+        for config in configs:
+            config.pad_token_id = pad
+        input_ids, attention = pad_right(rows, pad)
+        logits = self.forward(self.model, input_ids, attention).logits
         return logits[:, self.score_index].float().cpu()
 
 

@@ -7,6 +7,7 @@ the load itself, device moves and the `batch_size` loop; each adapter keeps only
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -15,7 +16,9 @@ import torch
 
 from laser.hf import load_model, load_tokenizer, resolve_dtype, resolve_model_path
 from laser.rewards.base import RewardModel, ScoringBatch
+from laser.rewards.rm_inputs import Encoded, fit_to_length
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _Self = TypeVar("_Self", bound="LazyHFModel")
 
@@ -114,7 +117,49 @@ class LazyHFModel:
 class LazyHFRewardModel(LazyHFModel, RewardModel):
     """An HF RM: `prepare` turns a batch into per-response inputs, `score_chunk` scores up to
     `batch_size` of them. Loads on the first `score` call, so listing it in a pool is free until the
-    bandit picks it."""
+    bandit picks it.
+
+    What the RM reads (`prompt_texts`), so that it sees what its authors trained it on:
+    - chat formatted (`use_chat_template` and the RM's tokenizer has a template): the task's question
+      as a person would ask it (`Task.rm_prompt`: no "### Instruction:", no answer-format scaffolding)
+      as the user turn and the response as the assistant turn, in the RM's own template, tokenised
+      without added special tokens (the template writes BOS itself, as `apply_chat_template` does).
+    - otherwise (use_chat_template false, or a tokenizer without a template: warned once): the prompt
+      the policy was given, then the response, as one plain text with the tokenizer's special tokens.
+      This is what the LASeR authors' likelihood RMs read, and what RMs trained here on the task's
+      format (learned judges) were trained on.
+    Sequences over `max_length` lose the middle of the prompt, never the response
+    (`laser.rewards.rm_inputs.fit_to_length`); a response longer than `max_length` by itself keeps its
+    first `max_length` tokens, counted in `responses_cut` and warned once.
+    """
+
+    responses_cut: int = 0  # responses longer than max_length by themselves, cut (see `fit`)
+    _warned: frozenset[str] = frozenset()
+
+    def prompt_texts(self, batch: ScoringBatch) -> list[str]:
+        """The prompt each response is scored against: the raw question when chat formatted, else the
+        policy's prompt (see the class docstring). Called after loading."""
+        if self.chat_formatted:
+            return batch.rm_prompts()
+        if self.use_chat_template:
+            self._warn_once("template", "RM %s: tokenizer %r has no chat template; it scores the policy's "
+                            "prompt + response as plain text", self.name, self.tokenizer_name_or_path)
+        return batch.prompts
+
+    def fit(self, encoded: Encoded) -> Encoded:
+        """(ids, prompt length) cut to `max_length` without cutting the response (`fit_to_length`)."""
+        ids, n_prompt, cut = fit_to_length(*encoded, self.max_length)
+        if cut:
+            self.responses_cut += 1
+            self._warn_once("cut", "RM %s: a response of more than max_length=%d tokens was cut to its first "
+                            "%d tokens (raise max_length above the longest response)", self.name,
+                            self.max_length, self.max_length)
+        return ids, n_prompt
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned = self._warned | {key}
+            log.warning(message, *args)
 
     @abstractmethod
     def prepare(self, batch: ScoringBatch) -> list[Any]:

@@ -21,8 +21,9 @@ from laser.rewards.likelihood import LikelihoodRM
 class ImplicitDPORM(LikelihoodRM):
     """score = beta * (log pi(y|x) - log pi_ref(y|x)), both summed over the response's tokens.
 
-    The response tokens are `LikelihoodRM`'s (chat-formatted when the tokenizer has a template, the
-    prompt masked out, truncated from the left), so both models see identical ids: the policy's
+    The response tokens are `LikelihoodRM`'s (the raw question and the response in the chat template
+    when the tokenizer has one, the prompt masked out, the prompt's middle cut past `max_length`), so
+    both models see identical ids: the policy's
     tokenizer is used for both, which is right for a DPO pair (the reference is the policy's
     starting point, same vocabulary). Both models load lazily on the first `score` call.
 

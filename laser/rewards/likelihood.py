@@ -2,6 +2,17 @@
 
 This is the RM definition of the LASeR authors' code for the reasoning pool (zephyr-7b-alpha,
 Qwen1.5-7B-Chat, Eurus-7b-kto, OLMo-7B-Instruct): an LM that finds a response likely rates it well.
+
+What the authors' code feeds these RMs (scripts/utils/reward_model.py in their release): the policy's
+prompt (their zero-shot chain-of-thought prompt around the question) followed by the response, as one
+plain text, no chat template, tokenised with the tokenizer's special tokens, scored by the mean
+log-likelihood over all of its tokens. `rm_pool=reasoning_7b` matches the input
+(`use_chat_template: false`: `LazyHFRewardModel`'s plain-text rule); two things differ on purpose: the
+prompt's tokens are not scored (a mean over prompt and response would rank long responses by the
+response and short ones mostly by the prompt they share), and eos is scored after a plain text, so
+the LM also judges where the response stops. With `use_chat_template: true` (the default, as for every
+HF RM) a chat LM scores the raw question and the response in its own template, as RewardBench scores
+DPO models (`ImplicitDPORM`).
 """
 
 from __future__ import annotations
@@ -13,15 +24,17 @@ import torch
 from laser.hf import chat_text
 from laser.rewards.base import ScoringBatch
 from laser.rewards.hf_base import LazyHFRewardModel
+from laser.rewards.rm_inputs import Encoded, pad_right
 
 
 class LikelihoodRM(LazyHFRewardModel):
     """Scores a response by its (mean, when `normalise_by_length`) per-token log-probability under a
     causal LM, given the prompt. The prompt's tokens are masked out: only the response is scored.
 
-    Loads lazily on the first `score` call. Arguments as for `ClassifierRM`; sequences longer than
-    `max_length` lose tokens from the left, so the response is kept. Length normalisation stops
-    the score from simply preferring short responses (a sum of log-probs falls with every token).
+    Loads lazily on the first `score` call. Arguments as for `ClassifierRM`: what the RM reads is
+    `LazyHFRewardModel`'s rule (the module docstring says how it meets the authors' code); sequences
+    longer than `max_length` lose the middle of the prompt, never the response. Length normalisation
+    stops the score from simply preferring short responses (a sum of log-probs falls with every token).
     """
 
     auto_class = "AutoModelForCausalLM"
@@ -35,8 +48,9 @@ class LikelihoodRM(LazyHFRewardModel):
         self.normalise_by_length = bool(normalise_by_length)
         self.allow_pickle_weights = bool(allow_pickle_weights)  # trust pickled .bin weights of this RM
 
-    def encode(self, prompt: str, response: str) -> tuple[list[int], int]:
-        """Token ids of prompt + response, and how many leading ids belong to the prompt."""
+    def encode(self, prompt: str, response: str) -> Encoded:
+        """Token ids of prompt + response, and how many leading ids belong to the prompt, before any
+        truncation."""
         prefix = chat_text(self.tokenizer, prompt, None, self.use_chat_template)
         if prefix is None:
             ids, n_prompt = split_prompt_tokens(self.tokenizer, prompt, response, add_special_tokens=True)
@@ -51,14 +65,12 @@ class LikelihoodRM(LazyHFRewardModel):
             suffix = full[len(prefix) :] if full.startswith(prefix) else response
             # A chat template writes BOS into the text itself.
             ids, n_prompt = split_prompt_tokens(self.tokenizer, prefix, suffix, add_special_tokens=False)
-        overflow = len(ids) - self.max_length
-        if overflow > 0:  # drop from the left: the response is what we score
-            ids, n_prompt = ids[overflow:], max(n_prompt - overflow, 0)
         return ids, n_prompt
 
-    def prepare(self, batch: ScoringBatch) -> list[tuple[list[int], int]]:
-        """Each response's (token ids, prompt length), as `encode` makes them."""
-        return [self.encode(p, r) for p, r in zip(batch.prompts, batch.responses, strict=True)]
+    def prepare(self, batch: ScoringBatch) -> list[Encoded]:
+        """Each response's (token ids, prompt length), cut to `max_length` without cutting the response."""
+        pairs = zip(self.prompt_texts(batch), batch.responses, strict=True)
+        return [self.fit(self.encode(prompt, response)) for prompt, response in pairs]
 
     def score_chunk(self, encoded: list[tuple[list[int], int]]) -> torch.Tensor:
         """Mean (or summed) log-prob of each response's tokens, float32 on the CPU."""
@@ -87,13 +99,9 @@ def pad_encoded(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded `input_ids`, `attention_mask` and a mask of the response tokens (those after each
     item's prompt), all [len(encoded), longest]."""
-    width = max(len(ids) for ids, _ in encoded)
-    input_ids = torch.full((len(encoded), width), pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(encoded), width), dtype=torch.long)
-    scored = torch.zeros((len(encoded), width), dtype=torch.bool)
+    input_ids, attention = pad_right([ids for ids, _ in encoded], pad_token_id)
+    scored = torch.zeros(input_ids.shape, dtype=torch.bool)
     for row, (ids, n_prompt) in enumerate(encoded):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention[row, : len(ids)] = 1
         scored[row, n_prompt : len(ids)] = True
     return input_ids, attention, scored
 

@@ -7,7 +7,10 @@ RM per batch, and only that RM's server does work.
     python -m laser.run rm_pool=remote_example                       # train against it
 
 Protocol (JSON, one-line errors as {"error": "..."}):
-    POST /score  {"rm": NAME, "prompts": [...], "responses": [...]} -> {"scores": [...], "tokens": N}
+    POST /score  {"rm": NAME, "prompts": [...], "responses": [...], "questions": [...]}
+                 -> {"scores": [...], "tokens": N}
+             ("questions", optional: each prompt's raw question, `ScoringBatch.rm_prompts()`, which a
+             chat RM reads instead of the policy's prompt; without it the prompts stand in)
     GET  /health -> {"status": "ok", "rms": [names]}
 Status codes: 404 unknown RM or path, 413 body over `max_request_bytes`, 400 malformed request, a
 batch over `max_batch`, or an RM that reads the task/examples (the verifier: a request carries only
@@ -76,10 +79,11 @@ class RemoteRM(RewardModel):
     def score(self, batch: ScoringBatch) -> torch.Tensor:
         """One request per `batch_size` responses; float32 scores on the CPU."""
         scores: list[float] = []
+        questions = batch.rm_prompts()
         for start in range(0, len(batch), self.batch_size):
             stop = start + self.batch_size
             answer = self._post({"rm": self.rm, "prompts": batch.prompts[start:stop],
-                                 "responses": batch.responses[start:stop]})
+                                 "responses": batch.responses[start:stop], "questions": questions[start:stop]})
             chunk = answer.get("scores")
             if not isinstance(chunk, list) or len(chunk) != len(batch.responses[start:stop]):
                 raise RemoteRMError(

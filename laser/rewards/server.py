@@ -82,11 +82,13 @@ class RewardServer:
         name, prompts, responses = payload.get("rm"), payload.get("prompts"), payload.get("responses")
         if name not in self.pool.names:
             return 404, {"error": f"unknown RM {name!r}: this server has {self.pool.names}"}
-        texts = (prompts, responses)
+        questions = payload.get("questions", prompts)  # raw questions; older clients send none
+        texts = (prompts, responses, questions)
         if not all(isinstance(t, list) and all(isinstance(s, str) for s in t) for t in texts):
-            return 400, {"error": '"prompts" and "responses" must be lists of strings'}
-        if len(prompts) != len(responses):
-            return 400, {"error": f"{len(prompts)} prompts but {len(responses)} responses: expected one each"}
+            return 400, {"error": '"prompts", "responses" and "questions" must be lists of strings'}
+        if not len(prompts) == len(responses) == len(questions):
+            return 400, {"error": f"{len(prompts)} prompts, {len(responses)} responses and {len(questions)} "
+                                  "questions: expected one each"}
         if len(responses) > self.max_batch:
             return 400, {"error": f"{len(responses)} responses is over max_batch={self.max_batch}: "
                                   "send smaller batches"}
@@ -96,7 +98,8 @@ class RewardServer:
             return 400, {"error": f"RM {name!r} ({type(rm).__name__}) reads the task or the examples (gold "
                                   "answers, categories), which a request does not carry: it cannot be served "
                                   "remotely"}
-        examples = [Example(uid=f"remote-{i}", question=p, answer="") for i, p in enumerate(prompts)]
+        # The examples carry the raw questions: what a chat RM reads (`ScoringBatch.rm_prompts`).
+        examples = [Example(uid=f"remote-{i}", question=q, answer="") for i, q in enumerate(questions)]
         with self._score_lock:
             tokens = self.pool.token_counts()[name]
             try:

@@ -60,6 +60,13 @@ class Task(ABC):
     def format_prompt(self, example: Example) -> str:
         """The text the policy is given (the policy appends its response right after it)."""
 
+    def rm_prompt(self, example: Example) -> str:
+        """The question as a person would ask it, for reward models that put it in their own chat
+        template: no task scaffolding ("### Instruction:", answer-format instructions, few-shot
+        examples). Default `example.question`, which already holds everything the question needs:
+        MMLU's lettered choices, a long-context example's passage and instructions."""
+        return example.question
+
     @abstractmethod
     def extract_answer(self, response: str) -> str | None:
         """The final answer in a response, normalised like `Example.answer`; None if there is none."""

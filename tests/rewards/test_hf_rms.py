@@ -92,15 +92,17 @@ def test_likelihood_matches_a_direct_forward_pass_and_batching(tiny_hf, chat):
         assert summed.item() == pytest.approx(batched[0].item() * n_tokens, abs=1e-4)
 
 
-def test_likelihood_truncates_from_the_left_keeping_the_response(tiny_hf):
-    rm = LikelihoodRM(str(tiny_hf["causal"]), use_chat_template=False, max_length=4)
+def test_likelihood_cuts_the_middle_of_the_prompt_keeping_the_response(tiny_hf):
+    rm = LikelihoodRM(str(tiny_hf["causal"]), use_chat_template=False, max_length=8)
     rm.load()
-    ids, n_prompt = rm.encode("what is two plus three ?", "the answer is five")
-    # 6 prompt ids (BOS + 5 words) + 4 response words + eos = 11; the last 4 are kept, all response.
-    assert ids == rm.tokenizer("answer is five", add_special_tokens=False).input_ids + [
-        rm.tokenizer.eos_token_id
-    ]
-    assert n_prompt == 0
+    tok = rm.tokenizer
+    batch = ScoringBatch([PROMPTS[0]], [RESPONSES[0]], [Example("0", PROMPTS[0], "")])
+    [(ids, n_prompt)] = rm.prepare(batch)
+    # 6 prompt ids (BOS + 5 words) + 4 response words + eos = 11 > 8: the response's 5 ids stay whole and
+    # the prompt keeps its first 2 ids (BOS, "what") and its last 1 ("?").
+    response_ids = tok("the answer is five", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert ids == tok("what ?").input_ids + response_ids and n_prompt == 3
+    assert rm.responses_cut == 0
 
 
 def test_split_prompt_tokens_keeps_the_response_as_the_suffix_when_bpe_merges_across():

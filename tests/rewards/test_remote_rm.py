@@ -85,6 +85,30 @@ def test_remote_scores_equal_the_local_rm_and_batches_split_requests(serve):
     assert nan.isnan().all()  # non-finite scores travel as they are
 
 
+class QuestionRM(RewardModel):
+    """Remembers the raw questions it is given (`rm_prompts`), as a chat RM reads them; scores 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.questions: list[str] = []
+
+    def score(self, batch: ScoringBatch) -> torch.Tensor:
+        self.questions += batch.rm_prompts()
+        return torch.zeros(len(batch))
+
+
+def test_a_served_rm_reads_the_raw_questions_not_the_policy_prompts(serve):
+    served = QuestionRM()
+    server = serve(RewardModelPool({"chat": served}))
+    examples = [Example(str(i), f"question {i}", "") for i in range(3)]
+    batch = ScoringBatch([f"### Instruction:\nquestion {i}\n\n### Response:\n" for i in range(3)], ["a"] * 3,
+                         examples)
+    RemoteRM(server.url, "chat", batch_size=2).score(batch)
+    assert served.questions == ["question 0", "question 1", "question 2"]
+    body = json.dumps({"rm": "chat", "prompts": ["p"], "responses": ["r"]}).encode()
+    assert post(server.url, body)[0] == 200 and served.questions[-1] == "p"  # an older client: prompts stand in
+
+
 def test_a_pool_of_remote_rms_counts_the_remote_tokens(serve):
     server = serve(RewardModelPool({"text": TextRM()}))
     pool = RewardModelPool({"far": RemoteRM(server.url, "text", batch_size=2)})
@@ -137,7 +161,7 @@ def test_oversize_bodies_get_413_and_oversize_batches_400(serve):
     status, answer = post(server.url, b"{not json")
     assert status == 400 and "not JSON" in answer["error"]
     status, answer = post(server.url, json.dumps({"rm": "text", "prompts": ["a"], "responses": []}).encode())
-    assert status == 400 and "1 prompts but 0 responses" in answer["error"]
+    assert status == 400 and "1 prompts, 0 responses and 1 questions" in answer["error"]
 
 
 def test_rms_that_need_the_task_are_refused(serve):
