@@ -3,13 +3,15 @@
 Three jobs in the LASeR step: `embed` prompts (the bandit's context, no grad), `sample` n responses
 per prompt in ONE batched `generate` call, and `pair_logps` (policy and reference log-probs of chosen
 and rejected responses in one concatenated forward each). The reference model is the same network
-with the adapter disabled, never a second copy; `refresh_reference` merges the adapter into the base
-weights and zeroes it, so the current policy becomes the next iteration's reference.
+with its live adapter off (`as_reference`), never a second copy; `refresh_reference` folds the adapter
+into that (laser/policy/reference.py) and zeroes it: the policy becomes the next iteration's reference.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +23,7 @@ from laser.distributed.sharding import assign, full_value, gathered
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
 from laser.policy.logps import sequence_logps
-from laser.policy.reference import merge_and_zero
+from laser.policy.reference import live_adapter_off, refresh
 from laser.tasks.base import Task
 
 
@@ -106,10 +108,8 @@ class Policy(torch.nn.Module):
             from laser.policy.vllm_backend import VLLMSampler
 
             self.vllm = VLLMSampler(self)
-        # LoRA weights merged at each reference refresh, replayed on resume (a few MB each, not the base).
+        # the LoRA weights of each reference refresh, replayed on resume (a few MB each, not the base)
         self.merged_adapters: list[dict[str, torch.Tensor]] = []
-        # low-precision weights only: the fp32 rounding remainder of each merged weight, rebuilt by replay
-        self.merge_remainders: dict[str, torch.Tensor] = {}
 
     @property
     def device(self) -> torch.device:
@@ -195,8 +195,8 @@ class Policy(torch.nn.Module):
     def response_logps(
         self, prompt_ids: list[list[int]], response_ids: list[list[int]], reference: bool = False
     ) -> torch.Tensor:
-        """Summed log-probs of each response given its prompt, [N]. `reference=True` disables the
-        adapter (the reference model) and runs without grad. Logits are computed only from the
+        """Summed log-probs of each response given its prompt, [N]. `reference=True`: the reference
+        model (`as_reference`), without grad. Logits are computed only from the
         shortest prompt's last token on (`logits_to_keep`): prompt positions need no vocabulary
         projection, and at a 128k vocabulary those logits would dominate the step's memory."""
         batch = self._batch(prompt_ids, response_ids)
@@ -208,7 +208,7 @@ class Policy(torch.nn.Module):
             # slices a strided view, which torch's CPU matmul takes 1.6x longer on in float32, 10-160x in bf16)
             inputs["logits_to_keep"] = torch.arange(width - keep, width, device=batch["input_ids"].device)
         if reference:
-            with torch.no_grad(), self.model.disable_adapter():
+            with self.as_reference():
                 logits = self.model(**inputs).logits
         else:
             logits = self.model(**inputs).logits
@@ -238,24 +238,31 @@ class Policy(torch.nn.Module):
             for key, value in state.items():
                 assign(params[key], value)
 
+    @contextmanager
+    def as_reference(self) -> Iterator[None]:
+        """The reference for the duration, without grad: the policy with its live adapter off and the
+        earlier iterations on (merged in float32, stacked in bfloat16: laser/policy/reference.py)."""
+        with torch.no_grad(), live_adapter_off(self.model, self.lora_layers()):
+            yield
+
     @torch.no_grad()
     def refresh_reference(self) -> None:
-        """Make the current policy the reference: fold each LoRA delta (B @ A * scale) into its base
-        weight, then zero B, so adapter-disabled == adapter-enabled == the policy so far. A bf16 weight
-        keeps its rounding remainder in fp32, so small deltas accumulate instead of rounding away
-        (laser/policy/reference.py: the error and the memory)."""
+        """Make the current policy the reference: fold each LoRA delta (B @ A * scale) into what the
+        reference computes (float32: merged into the base weight; bfloat16: stacked into a frozen
+        adapter, which keeps all of it), then zero B, so the policy with its live adapter off, and with
+        it on, is the policy so far (laser/policy/reference.py: the precision, memory and compute)."""
         self.merged_adapters.append(self.adapter_state_dict())
-        merge_and_zero(self.lora_layers(), self.merge_remainders)
+        refresh(self.lora_layers())
         if self.vllm is not None:
             self.vllm.rebuild()
 
     @torch.no_grad()
     def replay_merges(self, merged_adapters: list[dict[str, torch.Tensor]]) -> None:
-        """Rebuild the refreshed base weights from a checkpoint's merge history (same ops, same order,
-        so the result is bitwise identical on the same device)."""
+        """Rebuild the refreshed policy from a checkpoint's merge history (same ops, same order, so
+        the result is bitwise identical on the same device)."""
         for state in merged_adapters:
             self.load_adapter_state_dict(state)
-            merge_and_zero(self.lora_layers(), self.merge_remainders)
+            refresh(self.lora_layers())
         self.merged_adapters = [dict(s) for s in merged_adapters]
 
 

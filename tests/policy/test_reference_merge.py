@@ -1,6 +1,7 @@
-"""The reference refresh in bfloat16 (laser/policy/reference.py): small updates accumulate in the merged
-weights instead of rounding away, float32 merges are unchanged, replay is bitwise, sharded folds
-equal plain ones."""
+"""The reference refresh (laser/policy/reference.py): in bfloat16 the policy after a refresh, and the
+reference, are exactly the policy before it (the adapter is stacked into a frozen history, not merged
+into bf16 weights that round it away); float32 merges are unchanged; replay is bitwise; a sharded
+policy stacks the same bits."""
 
 from __future__ import annotations
 
@@ -11,17 +12,21 @@ import torch
 from conftest import word_level_llamas
 
 from laser.policy.policy import Policy
-from laser.policy.reference import ADAPTER, fold, lora_delta
+from laser.policy.reference import ADAPTER, HISTORY, merge
 
 WORDS = "what is two plus three four ? the answer five six seven yes no user assistant : maybe"
 LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
-STEP = 1e-3  # each iteration's delta: 0.1% of the weight's RMS, lr 5e-6 on an 8B model
-REFRESHES = 3
+LR = 5e-6  # the paper's lr, on weights of Llama's scale (initializer_range 0.02)
+STEPS = 3  # AdamW steps per iteration
+# Log-probs (summed over a sequence, in nats) before and after a refresh may differ by float32 rounding
+# inside the LoRA path alone, which the bf16 layer outputs almost never see: measured 0 (bitwise equal).
+# The bf16 merge this replaces moved them by up to 9e-3 .. 1.2e-2, as much as an iteration's whole update.
+TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    """Wide enough (256) that a small coherent update moves log-probs well above bf16 noise."""
+    """Wide enough (256) that a small update moves log-probs well above bf16 noise."""
     paths = word_level_llamas(tmp_path_factory, WORDS, {"policy": ("causal", 0)}, hidden_size=256,
                               intermediate_size=512, initializer_range=0.02)
     return str(paths["policy"])
@@ -36,151 +41,130 @@ def batch():
     return prompts, responses
 
 
-def small_step(policy: Policy, prompts, responses) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """One gradient step on B towards higher log-probs (A's gradient is zero while B is), sized so each
-    layer's delta has RMS = STEP x its weight's RMS. Returns each layer's (A, B)."""
-    policy.model.zero_grad()
-    (-policy.response_logps(prompts, responses).sum()).backward()
-    factors = {}
-    with torch.no_grad():
-        for name, layer in policy.lora_layers():
-            lora_a, lora_b = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
-            lora_b.copy_(-lora_b.grad)
-            weight_rms = layer.get_base_layer().weight.float().pow(2).mean().sqrt()
-            lora_b.mul_(STEP * weight_rms / lora_delta(layer).pow(2).mean().sqrt())
-            factors[name] = (lora_a.clone(), lora_b.clone())
-    return factors
+def train(policy: Policy, optimiser: torch.optim.Optimizer, prompts, responses) -> None:
+    """STEPS AdamW steps raising the batch's log-probs."""
+    for _ in range(STEPS):
+        optimiser.zero_grad()
+        (-policy.response_logps(prompts, responses).sum()).backward()
+        optimiser.step()
 
 
-def unmerged(model_path: str, steps: list[dict], dtype: str) -> Policy:
-    """The policy without any merge: the original weights plus every step's adapter, stacked side by
-    side into one LoRA of rank r x steps (same scale), applied in the forward."""
-    stacked = dict(LORA, r=LORA["r"] * len(steps), lora_alpha=LORA["lora_alpha"] * len(steps))
-    policy = Policy(model_path, lora=stacked, dtype=dtype)
+def logps(policy: Policy, prompts, responses) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's and the reference's log-probs of the batch."""
     with torch.no_grad():
-        for name, layer in policy.lora_layers():
-            layer.lora_A[ADAPTER].weight.copy_(torch.cat([step[name][0] for step in steps], dim=0))
-            layer.lora_B[ADAPTER].weight.copy_(torch.cat([step[name][1] for step in steps], dim=1))
+        return policy.response_logps(prompts, responses), policy.response_logps(prompts, responses, reference=True)
+
+
+def trained_bf16_policy(model_path: str, prompts, responses, refreshes: int) -> Policy:
+    torch.manual_seed(0)
+    policy = Policy(model_path, lora=LORA, dtype="bfloat16")
+    optimiser = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=LR, weight_decay=0.0)
+    for _ in range(refreshes):
+        train(policy, optimiser, prompts, responses)
+        policy.refresh_reference()
+        optimiser.state.clear()
     return policy
 
 
-def unmerged_logps(model_path: str, steps: list[dict], prompts, responses) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unmerged (live) policy's log-probs in bf16, and the exact ones: the very same weights (bf16
-    base, fp32 adapter) evaluated in fp32."""
-    live = unmerged(model_path, steps, "bfloat16")
-    exact = unmerged(model_path, steps, "float32")
-    with torch.no_grad():
-        for key, value in exact.model.state_dict().items():
-            value.copy_(live.model.state_dict()[key])
-    return (live.response_logps(prompts, responses).detach(), exact.response_logps(prompts, responses).detach())
-
-
-def rms(x: torch.Tensor) -> float:
-    return x.pow(2).mean().sqrt().item()
-
-
-def test_fold_accumulates_quarter_ulp_deltas_that_plain_bf16_addition_drops():
-    """bf16 has an ulp of 2^-7 at 1.0: adding 2^-9 (a quarter ulp) rounds back to 1.0 every time.
-    Folded with a remainder, four of them make one ulp: 1 + 2^-9 -> 1 (r = 2^-9); 1 + 2^-8 is a tie
-    -> 1, the even one (r = 2^-8); 1 + 3 * 2^-9 -> 1 + 2^-7 (r = -2^-9); then 1 + 2^-7 exactly (r = 0)."""
-    delta = torch.tensor([2.0 ** -9, -(2.0 ** -9)])
-    plain = torch.tensor([1.0, -1.0], dtype=torch.bfloat16)
-    weight, remainder = plain.clone(), None
-    expected = [(1.0, 2.0 ** -9), (1.0, 2.0 ** -8), (1.0 + 2.0 ** -7, -(2.0 ** -9)), (1.0 + 2.0 ** -7, 0.0)]
-    for value, rest in expected:
-        plain += delta.to(torch.bfloat16)
-        remainder = fold(weight, delta, remainder)
-        assert weight.tolist() == [value, -value] and remainder.tolist() == [rest, -rest]
-        assert remainder.dtype == torch.float32
-    assert plain.tolist() == [1.0, -1.0]
-
-
-def test_float32_fold_is_the_plain_addition():
-    weight, delta = torch.randn(8, 8), torch.randn(8, 8) * 1e-4
-    expected = weight + delta
-    assert fold(weight, delta, None) is None
-    assert torch.equal(weight, expected)
-
-
-def test_bf16_reference_after_three_small_refreshes_is_the_unmerged_policy(model_path, batch):
-    """Three iterations, each one small gradient step then a refresh. The merged weights must be the
-    correctly rounded bf16 of original + every delta (fp32 sum); the reference's log-probs must match
-    the unmerged policy's (original bf16 weights + all adapters in the forward) within bf16 precision.
-
-    Tolerance: the merged reference rounds the live policy's weights to bf16, so it may be as far from
-    the live policy as the live bf16 forward is from the exact (fp32) evaluation of its own weights, in
-    the other direction: twice that error (per sequence, RMS over the batch). And the learning, the
-    batch's summed log-prob gain over the original model, is kept to within 10%. Measured: RMS 0.0066
-    against 2 x 0.0056, 1.5% of the gain; the plain bf16 `+=` merge: RMS 0.021, 35% of the gain lost
-    (and 40% of the weights off the correctly rounded sum, 79% not moved at all)."""
+def test_bf16_policy_and_reference_after_a_refresh_are_the_policy_before_it(model_path, batch):
+    """Two iterations at lr 5e-6: right after each refresh the policy's log-probs, and the reference's,
+    equal the policy's right before it (TOLERANCE); the reference stays there while the next iteration
+    trains; and the iteration's update, which the test would miss, is over 100x the tolerance."""
     prompts, responses = batch
     torch.manual_seed(0)
     policy = Policy(model_path, lora=LORA, dtype="bfloat16")
-    original = {name: layer.get_base_layer().weight.detach().clone() for name, layer in policy.lora_layers()}
-    exact_sums = {name: weight.float() for name, weight in original.items()}
-    before = policy.response_logps(prompts, responses, reference=True)
-    steps = []
-    for _ in range(REFRESHES):
-        steps.append(small_step(policy, prompts, responses))
-        for name, layer in policy.lora_layers():
-            exact_sums[name] = exact_sums[name] + lora_delta(layer).detach()
+    optimiser = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=LR, weight_decay=0.0)
+    for _ in range(2):
+        train(policy, optimiser, prompts, responses)
+        before, old_reference = logps(policy, prompts, responses)
+        assert (before - old_reference).abs().max() > 100 * TOLERANCE  # the update is there to lose
         policy.refresh_reference()
-    for name, layer in policy.lora_layers():
-        assert torch.equal(layer.get_base_layer().weight, exact_sums[name].to(torch.bfloat16)), name
+        optimiser.state.clear()
+        after, reference = logps(policy, prompts, responses)
+        assert (after - before).abs().max() <= TOLERANCE
+        assert (reference - before).abs().max() <= TOLERANCE
+        train(policy, optimiser, prompts, responses)  # the next iteration moves the policy, not the reference
+        moved, still = logps(policy, prompts, responses)
+        assert (still - reference).abs().max() <= TOLERANCE and (moved - after).abs().max() > 100 * TOLERANCE
 
-    reference = policy.response_logps(prompts, responses, reference=True)
-    live, exact = unmerged_logps(model_path, steps, prompts, responses)
-    assert rms(reference - live) <= 2 * rms(live - exact)
-    gain = (live - before).sum().item()
-    assert gain > 0.5  # the steps did move the log-probs, far above bf16 noise
-    assert abs((reference - live).sum().item()) <= 0.1 * gain
+
+def test_bf16_history_is_frozen_outside_the_optimiser_and_state_dict(model_path, batch):
+    """The history is buffers: no parameter, no gradient, not saved; a reference pass leaves the live
+    adapter on and trainable afterwards. Base weights never change in bf16 (nothing is merged)."""
+    prompts, responses = batch
+    torch.manual_seed(0)
+    original = {n: p.clone() for n, p in Policy(model_path, lora=LORA, dtype="bfloat16").model.named_parameters()
+                if not p.requires_grad}
+    policy = trained_bf16_policy(model_path, prompts, responses, refreshes=2)
+    trainable = {n for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert trainable and all(f".{ADAPTER}." in n for n in trainable)
+    assert not any(HISTORY in n for n, _ in policy.model.named_parameters())
+    assert not any(HISTORY in k for k in policy.model.state_dict())
+    for _, layer in policy.lora_layers():
+        assert layer.lora_A[HISTORY].weight.shape == (2 * LORA["r"], layer.in_features)
+        assert layer.active_adapters == [HISTORY, ADAPTER]
+    policy.response_logps(prompts, responses, reference=True)
+    assert {n for n, p in policy.model.named_parameters() if p.requires_grad} == trainable
+    frozen = {n: p for n, p in policy.model.named_parameters() if not p.requires_grad}
+    assert all(torch.equal(frozen[n], original[n]) for n in original)
+
+
+def test_float32_refresh_is_the_plain_merge(model_path):
+    """float32 keeps the merge (exact to float32 rounding, and the default run's numbers unchanged)."""
+    torch.manual_seed(0)
+    policy = Policy(model_path, lora=LORA)
+    name, layer = policy.lora_layers()[0]
+    with torch.no_grad():
+        layer.lora_B[ADAPTER].weight.normal_(0.0, 1e-3)
+        expected = layer.get_base_layer().weight + layer.get_delta_weight(ADAPTER)
+    merge(layer)
+    assert torch.equal(layer.get_base_layer().weight, expected)
+    policy.refresh_reference()
+    assert not any(HISTORY in layer.lora_A for _, layer in policy.lora_layers())
 
 
 def test_bf16_replay_rebuilds_the_same_bits(model_path, batch):
-    """A resume replays the merge history: the same weights and remainders, bit for bit."""
+    """A resume replays the merge history: the same history factors and log-probs, bit for bit."""
     prompts, responses = batch
-    torch.manual_seed(0)
-    policy = Policy(model_path, lora=LORA, dtype="bfloat16")
-    for _ in range(2):
-        small_step(policy, prompts, responses)
-        policy.refresh_reference()
-    torch.manual_seed(1)
+    policy = trained_bf16_policy(model_path, prompts, responses, refreshes=2)
+    torch.manual_seed(1)  # another LoRA A init: the replay must override it
     resumed = Policy(model_path, lora=LORA, dtype="bfloat16")
     resumed.replay_merges(policy.merged_adapters)
+    resumed.load_adapter_state_dict(policy.adapter_state_dict())
     for (name, layer), (_, again) in zip(policy.lora_layers(), resumed.lora_layers(), strict=True):
-        assert torch.equal(again.get_base_layer().weight, layer.get_base_layer().weight), name
-        assert torch.equal(resumed.merge_remainders[name], policy.merge_remainders[name]), name
-    assert torch.equal(resumed.response_logps(prompts, responses, reference=True),
-                       policy.response_logps(prompts, responses, reference=True))
+        for factors in ("lora_A", "lora_B"):
+            assert torch.equal(getattr(again, factors)[HISTORY].weight, getattr(layer, factors)[HISTORY].weight), name
+    for ours, theirs in zip(logps(policy, prompts, responses), logps(resumed, prompts, responses), strict=True):
+        assert torch.equal(ours, theirs)
 
 
-def fold_sharded_and_plain(rank: int, world_size: int, init_file: str) -> None:
-    """On each of 2 gloo ranks: fold three deltas into a weight sharded by rows and into a plain copy;
-    the gathered results must be the same bits, and the remainder sharded like the weight."""
+def refresh_sharded_and_plain(rank: int, world_size: int, init_file: str, model_path: str, batch) -> None:
+    """On each of 2 gloo ranks: a bf16 policy with its decoder layers sharded (trainer=fsdp) and a plain
+    copy, the same adapter in both; after a refresh the sharded history is the plain one (whole, on
+    every rank) and the sharded policy's log-probs are unchanged by the refresh."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 
-    from laser.distributed.sharding import shard_like
+    from laser.distributed.sharding import shard_policy
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        mesh = init_device_mesh("cpu", (world_size,))
-        g = torch.Generator().manual_seed(0)
-        for dtype in (torch.bfloat16, torch.float32):
-            plain = torch.randn(6, 4, generator=g).to(dtype)
-            sharded = torch.nn.Parameter(distribute_tensor(plain.clone(), mesh, [Shard(0)]), requires_grad=False)
-            plain_rest = sharded_rest = None
-            for _ in range(REFRESHES):
-                delta = torch.randn(6, 4, generator=g) * 1e-3
-                plain_rest = fold(plain, delta, plain_rest)
-                sharded_rest = fold(sharded, shard_like(sharded, delta), sharded_rest)
-            assert torch.equal(sharded.full_tensor(), plain)
-            if dtype == torch.float32:
-                assert plain_rest is None and sharded_rest is None
-            else:
-                assert isinstance(sharded_rest, DTensor) and sharded_rest.to_local().shape == (3, 4)
-                assert torch.equal(sharded_rest.full_tensor(), plain_rest)
+        prompts, responses = batch
+        torch.manual_seed(0)
+        plain, sharded = Policy(model_path, lora=LORA, dtype="bfloat16"), Policy(model_path, lora=LORA, dtype="bfloat16")
+        with torch.no_grad():
+            for _, layer in plain.lora_layers():
+                layer.lora_B[ADAPTER].weight.normal_(0.0, 1e-3)
+            sharded.load_adapter_state_dict(plain.adapter_state_dict())
+        shard_policy(sharded.model, init_device_mesh("cpu", (world_size,)))
+        before, _ = logps(sharded, prompts, responses)
+        plain.refresh_reference()
+        sharded.refresh_reference()
+        after, reference = logps(sharded, prompts, responses)
+        assert torch.equal(after, before) and torch.equal(reference, before)
+        for (_, layer), (_, ours) in zip(plain.lora_layers(), sharded.lora_layers(), strict=True):
+            assert torch.equal(ours.lora_A[HISTORY].weight, layer.lora_A[HISTORY].weight)
+            assert torch.equal(ours.lora_B[HISTORY].weight, layer.lora_B[HISTORY].weight)
     finally:
         dist.destroy_process_group()
     # Skip the interpreter's teardown: after a DTensor collective on gloo, torch 2.13 aborts ~1 exit in 6
@@ -189,6 +173,7 @@ def fold_sharded_and_plain(rank: int, world_size: int, init_file: str) -> None:
     os._exit(0)
 
 
-@pytest.mark.slow  # two processes, each importing torch and laser (~9 s on 2 cores)
-def test_sharded_fold_equals_the_plain_fold(tmp_path):
-    torch.multiprocessing.spawn(fold_sharded_and_plain, args=(2, str(tmp_path / "init")), nprocs=2)
+@pytest.mark.slow  # two processes, each importing torch and laser and building two policies
+def test_sharded_refresh_stacks_the_plain_bits(tmp_path, model_path, batch):
+    torch.multiprocessing.spawn(refresh_sharded_and_plain, args=(2, str(tmp_path / "init"), model_path, batch),
+                                nprocs=2)

@@ -4,6 +4,7 @@ vLLM checked without a GPU through a stand-in that does what vLLM does with what
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import types
 from dataclasses import dataclass
@@ -161,3 +162,29 @@ def test_vllm_backend_samples_from_the_live_policy_before_and_after_a_refresh(tm
 
     assert GreedyLLM.built[0] == path and "merged-1" in GreedyLLM.built[1] and len(GreedyLLM.built) == 2
     assert policy.vllm.engine.lora_ids == [2]  # a fresh adapter id per request
+
+
+def test_bf16_policy_after_a_refresh_samples_with_its_history_and_keeps_the_engine(tmp_path, fake_vllm):
+    """bfloat16: the refresh stacks the adapter instead of merging it (laser/policy/reference.py), so the
+    base vLLM serves is unchanged (no new engine) and the exported adapter carries the earlier iteration."""
+    from transformers import AutoModelForCausalLM
+
+    tiny = build_tiny_causal_lm(str(tmp_path), Arithmetic(num_train=20, num_test=4), hidden_size=32,
+                                num_layers=1, num_heads=2)
+    path = str(tmp_path / "bf16")
+    AutoModelForCausalLM.from_pretrained(tiny).to(torch.bfloat16).save_pretrained(path)
+    Policy(tiny).tokenizer.save_pretrained(path)
+    policy = Policy(path, lora=LORA, max_new_tokens=5, generation_backend="vllm", dtype="bfloat16")
+    enc = policy.encode(["Q: What is 1 + 2?\nA:", "Q: Is 7 larger than 3?\nA:"])
+    prompt_ids = policy.unpadded_prompt_ids(enc)
+
+    perturb(policy, seed=1)
+    first = policy.sample(enc, n=2)
+    policy.refresh_reference()
+    assert policy.sample(enc, n=2).response_ids == first.response_ids  # the same policy, from its history
+    perturb(policy, seed=2)
+    second = policy.sample(enc, n=2)
+    assert second.response_ids == hf_greedy(policy, prompt_ids, n=2)
+    assert second.response_ids != first.response_ids
+    assert GreedyLLM.built == [path]  # one engine: the base weights never changed
+    assert json.loads((policy.vllm.folder / "adapter-3" / "adapter_config.json").read_text())["r"] == 2 * LORA["r"]
