@@ -10,6 +10,7 @@ Greedy evaluation stays on Hugging Face `generate` (cheap next to training-time 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from laser.errors import LaserConfigError
@@ -52,7 +53,7 @@ class VLLMSampler:
         self.base_path, self.engine = str(merged), None
 
     def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float,
-               top_p: float) -> list[list[int]]:
+               top_p: float, stop: Sequence[str] = ()) -> list[list[int]]:
         if self.engine is None:
             self.engine = self.vllm.LLM(model=self.base_path, enable_lora=True, max_lora_rank=self.max_lora_rank,
                                         gpu_memory_utilization=self.memory)
@@ -61,7 +62,10 @@ class VLLMSampler:
         self.requests += 1
         adapter = self.folder / f"adapter-{self.requests}"
         self.policy.model.save_pretrained(adapter)
-        params = self.vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens)
+        # `stop`: the task's stop strings. vLLM ends there and returns the tokens generated so far; the
+        # policy cuts them at the stop (laser/policy/stopping.py), as it does Hugging Face's.
+        params = self.vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                          stop=list(stop) or None)
         prompts = [{"prompt_token_ids": ids} for ids in prompt_ids]
         outputs = self.engine.generate(prompts, params, lora_request=LoRARequest("policy", self.requests, str(adapter)))
         return [list(completion.token_ids) for output in outputs for completion in output.outputs]
