@@ -61,13 +61,14 @@ class Instructions(Task):
         reference: "dataset" (the source's reference outputs), "none", or the path of an AlpacaEval
             `model_outputs.json` whose outputs become the references (matched by instruction).
         judge_both_orders: judge (response, reference) and (reference, response), cancelling position bias.
-        stop_strings: where responses end besides EOS (None: the template's next "### Instruction").
+        stop_strings: where responses end besides EOS (None: the template's next "### Instruction:").
     """
 
     name = "instructions"
     primary_metric = "test/win_rate"
     prompt_template: str = "### Instruction:\n{question}\n\n### Response:\n"
-    stop_strings: tuple[str, ...] = ("### Instruction",)  # the template's next block
+    # The template's next block, colon included: 19 of AlpacaEval's reference outputs have "### Instructions:" headers
+    stop_strings: tuple[str, ...] = ("### Instruction:",)
 
     def __init__(self, source: str = "alpaca_eval", data_file: str | None = None, data_dir: str | None = None,
                  hub_id: str | None = None, hub_split: str = "train", hub_max_rows: int | None = 100_000,
