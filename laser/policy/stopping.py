@@ -19,6 +19,11 @@ so the grader, the RMs, pair building and the loss all see the same cut response
   and cost fewer tokens. The EOS is the one token of a cut response that the policy did not sample.
 - The text graded and scored is the decoded kept tokens (special tokens skipped), so the text and the
   tokens trained on always agree.
+
+Hugging Face matches a stop string across the end of the prompt too (vLLM only in the response): a stop
+that the prompt's last characters could begin (e.g. "\n\nQuestion:" after a prompt ending in "\n") can halt
+generation without a stop in the response, which is then kept whole as a truncated one. The tasks'
+defaults cannot: no prompt ends with the start of its stop strings.
 """
 
 from __future__ import annotations

@@ -20,10 +20,17 @@ from laser.tasks.strategyqa import StrategyQA
 SEPARATORS = ("\n", "\n\n", " ")  # how a model that writes on might start the next block
 
 
+def assert_no_prompt_begins_a_stop(task, example) -> None:
+    """Hugging Face matches stop strings across the prompt's end: no prompt may end with a stop's beginning."""
+    prompt = task.format_prompt(example)
+    assert not any(prompt.endswith(stop[:i]) for stop in task.stop_strings for i in range(1, len(stop))), prompt
+
+
 def assert_cut_where_the_next_prompt_starts(task, examples) -> None:
     """Gold responses hold no stop string; a gold response followed by the next example's prompt is cut
     at the end of the response (give or take the separator)."""
     for example, following in zip(examples, examples[1:] + examples[:1], strict=True):
+        assert_no_prompt_begins_a_stop(task, example)
         response = example.target or example.answer
         assert first_stop(response, task.stop_strings) is None, (task.name, response)
         for separator in SEPARATORS:
@@ -36,6 +43,7 @@ def test_arithmetic_stops_at_its_next_question():
     assert task.stop_strings == ("\nQ:",)
     examples = task.test_examples()[:50]
     for example, following in zip(examples, examples[1:], strict=False):
+        assert_no_prompt_begins_a_stop(task, example)
         response = example.target
         assert first_stop(response, task.stop_strings) is None
         written_on = response + "\n" + task.format_prompt(following)
@@ -90,6 +98,7 @@ def test_instruction_responses_end_at_the_next_instruction_and_no_reference_is_c
 def test_long_context_answers_end_at_the_next_question():
     task = LongContextQA(source="hotpotqa", data_dir=str(_data("hotpotqa", "dev_distractor.json")), limit=50)
     for example in task.test_examples():
+        assert_no_prompt_begins_a_stop(task, example)
         answer = example.answer
         assert first_stop(answer, task.stop_strings) is None
         written_on = f"{answer}\n\nQuestion: {example.meta['question']}\nAnswer:"
