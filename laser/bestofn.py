@@ -7,8 +7,9 @@
 For each batch of questions, top to bottom:
   1. contexts: the bandit's view of each question (the `context` group, as in training runs);
   2. ONE decision per question (`bandit.granularity` is forced to "instance");
-  3. n answers per question from one batched `generate` call (`num_samples`), each cut to its first
-     line (`LongContextQA.extract_answer`): what the RMs score and F1 grades;
+  3. n answers per question from one batched `generate` call (`num_samples`), ending at EOS or the
+     task's stop strings, each cut to its first line (`LongContextQA.extract_answer`): what the RMs
+     score and F1 grades;
   4. only the chosen RM(s) score that question's answers (`decisions.score_decisions`);
   5. the best-scored answer is the prediction; its token F1 against the golds is reported;
   6. the bandit is updated with a reward normalised to [0, 1] by `QuantileNormaliser`.
@@ -117,7 +118,7 @@ def answer_batch(parts: dict[str, Any], batch: list, n: int) -> dict[str, Any]:
     encoded = policy.encode(prompts)
     contexts = parts["context"](policy, encoded, prompts)
     decisions = decide(parts["selector"], contexts)
-    samples = policy.sample(encoded, n)  # n per question, one generate call
+    samples = policy.sample(encoded, n, stop_strings=task.stop_strings)  # n per question, one generate call
     answers = [task.extract_answer(text) for text in samples.texts]
     scores, per_arm = score_decisions(parts["pool"], parts["selector"], decisions, batch, prompts, answers, n, task)
     return {"decisions": decisions, "answers": answers, "scores": scores, "per_arm": per_arm,

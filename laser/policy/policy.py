@@ -10,7 +10,7 @@ into that (laser/policy/reference.py) and zeroes it: the policy becomes the next
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
 from laser.policy.logps import sequence_logps
 from laser.policy.reference import live_adapter_off, refresh
+from laser.policy.stopping import end_response
 from laser.tasks.base import Task
 
 
@@ -31,10 +32,11 @@ from laser.tasks.base import Task
 class Samples:
     """n sampled responses per prompt, flattened prompt-major: item i answers prompt i // n."""
 
-    response_ids: list[list[int]]  # generated tokens, cut after the first EOS (EOS kept)
+    response_ids: list[list[int]]  # generated tokens, cut at the first EOS or stop string, EOS last (stopping.py)
     texts: list[str]  # decoded responses, special tokens removed
     num_generated_tokens: int
-    num_truncated: int  # responses that hit max_new_tokens without an EOS
+    num_truncated: int  # responses that hit max_new_tokens without an EOS or a stop string
+    num_stopped: int = 0  # responses cut at one of the task's stop strings
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
@@ -142,16 +144,20 @@ class Policy(torch.nn.Module):
     # ---- sampling --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, enc: dict[str, torch.Tensor], n: int, greedy: bool = False) -> Samples:
-        """n responses per prompt from ONE batched generate call (num_return_sequences=n)."""
+    def sample(self, enc: dict[str, torch.Tensor], n: int, greedy: bool = False,
+               stop_strings: Sequence[str] = ()) -> Samples:
+        """n responses per prompt from ONE batched generate call (num_return_sequences=n); generation
+        ends at EOS or at any of `stop_strings` (the task's), and each response is cut there."""
         if self.vllm is not None and not greedy:
             return self._finish(self.vllm.sample(self.unpadded_prompt_ids(enc), n, self.max_new_tokens,
-                                                 self.temperature, self.top_p))
+                                                 self.temperature, self.top_p, stop=stop_strings), stop_strings)
         was_training = self.model.training
         self.model.eval()  # no LoRA dropout while sampling
         kwargs = {"do_sample": False} if greedy else {
             "do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
         }
+        if stop_strings:  # transformers' StopStringCriteria matches them on the tokenizer's vocabulary
+            kwargs.update(stop_strings=list(stop_strings), tokenizer=self.tokenizer)
         with gathered(self.model):  # sharded: ranks stop at different tokens, so no per-layer gathers
             out = self.model.generate(
                 **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=1 if greedy else n,
@@ -160,20 +166,15 @@ class Policy(torch.nn.Module):
         if greedy and n > 1:  # n greedy copies are identical, and generate refuses to make them
             out = out.repeat_interleave(n, dim=0)
         self.model.train(was_training)
-        return self._finish(out[:, enc["input_ids"].shape[1]:].tolist())
+        return self._finish(out[:, enc["input_ids"].shape[1]:].tolist(), stop_strings)
 
-    def _finish(self, generated: list[list[int]]) -> Samples:
-        """Cut each response after its first EOS (kept) and decode once."""
-        eos = self.tokenizer.eos_token_id
-        response_ids, truncated = [], 0
-        for tokens in generated:
-            if eos in tokens:
-                tokens = tokens[: tokens.index(eos) + 1]
-            else:
-                truncated += 1
-            response_ids.append(tokens)
+    def _finish(self, generated: list[list[int]], stop_strings: Sequence[str] = ()) -> Samples:
+        """Cut each response at its first EOS or stop string (laser/policy/stopping.py) and decode once."""
+        endings = [end_response(tokens, self.tokenizer, stop_strings) for tokens in generated]
+        response_ids, reasons = [e.tokens for e in endings], [e.reason for e in endings]
         texts = self.tokenizer.batch_decode(response_ids, skip_special_tokens=True)
-        return Samples(response_ids, texts, sum(len(r) for r in response_ids), truncated)
+        return Samples(response_ids, texts, sum(e.generated for e in endings), reasons.count("length"),
+                       reasons.count("stop"))
 
     # ---- log-probs -------------------------------------------------------------------------------
 

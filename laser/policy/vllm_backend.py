@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from laser.errors import LaserConfigError
@@ -101,7 +102,7 @@ class VLLMSampler:
             self.max_lora_rank, self.engine = vllm_lora_rank(rank), None
 
     def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float,
-               top_p: float) -> list[list[int]]:
+               top_p: float, stop: Sequence[str] = ()) -> list[list[int]]:
         if self.engine is None:
             self.engine = self.vllm.LLM(model=self.base_path, enable_lora=True, max_lora_rank=self.max_lora_rank,
                                         gpu_memory_utilization=self.memory)
@@ -110,7 +111,10 @@ class VLLMSampler:
         self.requests += 1
         adapter = self.folder / f"adapter-{self.requests}"
         export_adapter(self.policy, adapter)
-        params = self.vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens)
+        # `stop`: the task's stop strings. vLLM ends there and returns the tokens generated so far; the
+        # policy cuts them at the stop (laser/policy/stopping.py), as it does Hugging Face's.
+        params = self.vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                          stop=list(stop) or None)
         prompts = [{"prompt_token_ids": ids} for ids in prompt_ids]
         outputs = self.engine.generate(prompts, params, lora_request=LoRARequest("policy", self.requests, str(adapter)))
         return [list(completion.token_ids) for output in outputs for completion in output.outputs]

@@ -24,7 +24,7 @@ class IterationHooks:
 
     def validation_step(self, batch: list[Example], batch_idx: int) -> None:
         encoded = self.policy.encode([self.task.format_prompt(example) for example in batch])
-        samples = self.policy.sample(encoded, 1, greedy=True)
+        samples = self.policy.sample(encoded, 1, greedy=True, stop_strings=self.task.stop_strings)  # graded as cut
         self._eval_responses += samples.texts
         self._eval_examples += batch
 

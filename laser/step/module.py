@@ -149,7 +149,8 @@ class LaserModule(IterationHooks, L.LightningModule):
         with self.phase("bandit"):
             decisions = self._decide(contexts)  # per batch or per prompt: which RM(s) score
         with self.phase("generate"):
-            samples = self.policy.sample(encoded, self.num_samples)  # n per prompt, one generate call
+            # n per prompt, one generate call; each response cut at EOS or at the task's stop strings
+            samples = self.policy.sample(encoded, self.num_samples, stop_strings=self.task.stop_strings)
         self.tracker.on_step(samples.num_generated_tokens)
         if self.counterfactuals:  # opt-in diagnostics: what every RM would have given (laser/step/counterfactuals.py)
             record_counterfactuals(self, batch, prompts, encoded, samples, decisions)

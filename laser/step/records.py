@@ -122,10 +122,11 @@ def write_samples(path: Path, rows: list[list[Any]], loggers: list, step: int) -
 
 def step_metrics(loss: torch.Tensor, pairs: list[tuple[int, int, int]], samples: Samples,
                  decisions: list[Decision], selector: Selector) -> dict[str, float]:
-    """The step's loss, pairs, truncated responses, the (first) decision's arm and propensity, and the
-    selector's own diagnostics."""
+    """The step's loss, pairs, responses truncated by the length limit and cut at a stop string, the
+    (first) decision's arm and propensity, and the selector's own diagnostics."""
     metrics = {"train/loss": float(loss.detach()), "train/pairs": float(len(pairs)),
                "train/truncated_responses": float(samples.num_truncated),
+               "train/stopped_responses": float(samples.num_stopped),
                "bandit/arm": float(decisions[0].selection.arms[0])}
     if decisions[0].selection.propensity is not None:
         metrics["bandit/propensity"] = decisions[0].selection.propensity

@@ -33,6 +33,13 @@ AUTHORS_PROMPT = (
     "Solution: "
 )
 
+# Where a response to each format's prompt ends (`task.stop_strings` overrides it): the start of the next
+# block a base model would write, "Question:" as lm-evaluation-harness's gsm8k stops (`until`), and for the
+# authors' prompt also its first words, which a model repeating the whole prompt writes first (that
+# repeat holds "`Final answer:...`", which strict extraction would otherwise read as the last answer line).
+STOP_STRINGS = {"final_answer": ("Question:", "Your task is to answer the question below"),
+                "hash": ("Question:",)}
+
 
 def answer_line(answer_format: str, answer: str) -> str:
     """The line a response should end with: "Final answer: 72" or "#### 72"."""

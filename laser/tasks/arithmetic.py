@@ -7,7 +7,7 @@ import random
 import re
 
 from laser.errors import LaserConfigError
-from laser.tasks.base import Example, Task
+from laser.tasks.base import Example, Task, choose_stop_strings
 
 CATEGORIES = ("addition", "comparison", "maximum", "minimum", "parity")
 NUMERIC = ("addition", "maximum", "minimum")  # categories whose answer is a number
@@ -46,6 +46,8 @@ class Arithmetic(Task):
     name = "arithmetic"
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
     prompt_template = "Q: {question}\nA:"  # short on purpose: the tiny policy must learn it fast
+    # The next block; the warm-started tiny policy ends with EOS (no default-run response holds "\nQ:")
+    stop_strings: tuple[str, ...] = ("\nQ:",)
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class Arithmetic(Task):
         max_operand: int = 50,
         max_addend: int | None = None,
         categories: tuple[str, ...] | list[str] = DEFAULT_CATEGORIES,
+        stop_strings: list[str] | None = None,
     ) -> None:
         categories = tuple(categories)  # Hydra passes a ListConfig
         unknown = [c for c in categories if c not in CATEGORIES]
@@ -74,6 +77,7 @@ class Arithmetic(Task):
         # The second addend's range: small values keep sums learnable by a tiny policy (mostly copying).
         self.max_addend = max_operand if max_addend is None else max_addend
         self.categories = categories
+        self.stop_strings = choose_stop_strings(stop_strings, self.stop_strings)
         self._train, self._test = self._generate()
 
     def train_examples(self) -> list[Example]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from laser.errors import LaserConfigError
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,16 @@ def strict_and_flexible_accuracy(responses: list[str], examples: list[Example],
             "test/accuracy_flexible": hits_flexible / max(len(pairs), 1)}
 
 
+def choose_stop_strings(given: Sequence[str] | None, default: Sequence[str]) -> tuple[str, ...]:
+    """`task.stop_strings`: null keeps the task's `default`, [] means none, else non-empty strings."""
+    if given is None:
+        return tuple(default)
+    if isinstance(given, str) or not all(isinstance(s, str) and s for s in given):
+        raise LaserConfigError(f"task.stop_strings={given!r} must be null (the task's default), [] (none) or a "
+                               "list of non-empty strings")
+    return tuple(given)
+
+
 class Task(ABC):
     """A source of examples plus the rules to prompt and grade them.
 
@@ -47,6 +59,9 @@ class Task(ABC):
     categories: tuple[str, ...] = ()
     primary_metric: str = "test/accuracy"  # the metric reports rank methods by
     skipped_rows: int = 0  # malformed source rows skipped while loading (reported in results.json)
+    # Where a response ends besides EOS: what the prompt's next block would start with (a base model goes on
+    # writing one). Generation stops there and every response is cut there (laser/policy/stopping.py).
+    stop_strings: tuple[str, ...] = ()
 
     @abstractmethod
     def train_examples(self) -> list[Example]:

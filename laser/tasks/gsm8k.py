@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from laser.tasks.answer_format import AUTHORS_PROMPT, choose_prompt, with_answer_line
-from laser.tasks.base import Example, strict_and_flexible_accuracy
+from laser.tasks.answer_format import AUTHORS_PROMPT, STOP_STRINGS, choose_prompt, with_answer_line
+from laser.tasks.base import Example, choose_stop_strings, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_last_number, extract_strict_number, normalise_number
 from laser.tasks.loading import (
     SplitTask,
@@ -58,12 +58,14 @@ class GSM8K(SplitTask):
         extraction: str = "flexible",
         answer_format: str = "final_answer",
         prompt_templates: dict[str, str] | None = None,
+        stop_strings: list[str] | None = None,
     ) -> None:
         check_one_of("extraction", extraction, _EXTRACTIONS)
         check_limit("train_limit", train_limit)
         check_limit("test_limit", test_limit)
         self.prompt_template = choose_prompt(self.prompt_templates, prompt_templates, answer_format)
         self.answer_format = answer_format
+        self.stop_strings = choose_stop_strings(stop_strings, STOP_STRINGS[answer_format])
         self.data_dir = data_dir
         self.hub_id = hub_id
         self.hub_config = hub_config

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from laser.errors import LaserConfigError
-from laser.tasks.base import Example, Task
+from laser.tasks.base import Example, Task, choose_stop_strings
 from laser.tasks.loading import (
     check_fraction,
     check_limit,
@@ -61,17 +61,21 @@ class Instructions(Task):
         reference: "dataset" (the source's reference outputs), "none", or the path of an AlpacaEval
             `model_outputs.json` whose outputs become the references (matched by instruction).
         judge_both_orders: judge (response, reference) and (reference, response), cancelling position bias.
+        stop_strings: where responses end besides EOS (None: the template's next "### Instruction:").
     """
 
     name = "instructions"
     primary_metric = "test/win_rate"
     prompt_template: str = "### Instruction:\n{question}\n\n### Response:\n"
+    # The template's next block, colon included: 19 of AlpacaEval's reference outputs have "### Instructions:" headers
+    stop_strings: tuple[str, ...] = ("### Instruction:",)
 
     def __init__(self, source: str = "alpaca_eval", data_file: str | None = None, data_dir: str | None = None,
                  hub_id: str | None = None, hub_split: str = "train", hub_max_rows: int | None = 100_000,
                  train_limit: int | None = None, test_limit: int | None = None, test_fraction: float = 0.2,
                  seed: int = 0, judge: Judge | None = None, reference: str | None = "dataset",
-                 judge_both_orders: bool = True, prompt_template: str | None = None) -> None:
+                 judge_both_orders: bool = True, prompt_template: str | None = None,
+                 stop_strings: list[str] | None = None) -> None:
         check_one_of("source", source, SOURCES)
         check_limit("train_limit", train_limit)
         check_limit("test_limit", test_limit)
@@ -79,6 +83,7 @@ class Instructions(Task):
         if judge is not None and not isinstance(judge, Judge):
             raise LaserConfigError(f"task.judge is a {type(judge).__name__}, expected a Judge (a `_target_`) or null")
         self.prompt_template = check_prompt_template(prompt_template) or self.prompt_template
+        self.stop_strings = choose_stop_strings(stop_strings, self.stop_strings)
         self.name = self.source = source
         self.data_file, self.data_dir = data_file, data_dir
         self.hub_id = hub_id or _DEFAULT_HUB.get(source)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from laser.errors import LaserConfigError
-from laser.tasks.base import Example, Task
+from laser.tasks.base import Example, Task, choose_stop_strings
 from laser.tasks.loading import (
     check_count,
     check_limit,
@@ -54,6 +54,7 @@ class LongContextQA(Task):
         seed: seeds both subsets (same seed, same rows).
         prompt_template: overrides the LongBench prompt for every subset ({context} and {input}).
         first_line: grade only the first non-empty line of a response (a base model keeps writing).
+        stop_strings: where answers end besides EOS (None: "Question:", the next block of every prompt).
     """
 
     # LongBench's prompts (dataset2prompt.json). Multi-document QA (hotpotqa, 2wikimqa, musique) uses
@@ -88,6 +89,7 @@ class LongContextQA(Task):
         ),
     }
     primary_metric = "test/f1"
+    stop_strings: tuple[str, ...] = ("Question:",)  # every prompt ends "Question: ...Answer:"; the next block
 
     def __init__(
         self,
@@ -100,6 +102,7 @@ class LongContextQA(Task):
         seed: int = 0,
         prompt_template: str | None = None,
         first_line: bool = True,
+        stop_strings: list[str] | None = None,
     ) -> None:
         check_one_of("source", source, SOURCES)
         if source == "hotpotqa" and not data_dir:
@@ -122,6 +125,7 @@ class LongContextQA(Task):
         self.categories = tuple(self.subsets)
         self.limit, self.train_limit, self.seed = limit, train_limit, seed
         self.first_line = first_line
+        self.stop_strings = choose_stop_strings(stop_strings, self.stop_strings)
         self.skipped_rows = 0
         self._rows: dict[str, list[Example]] = {}  # every parsed row per subset, loaded once
         self._test_indices: dict[str, list[int]] = {}

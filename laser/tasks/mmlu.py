@@ -8,8 +8,8 @@ import random
 from collections.abc import Iterable
 
 from laser.errors import LaserConfigError
-from laser.tasks.answer_format import AUTHORS_PROMPT, choose_prompt, with_answer_line
-from laser.tasks.base import Example, strict_and_flexible_accuracy
+from laser.tasks.answer_format import AUTHORS_PROMPT, STOP_STRINGS, choose_prompt, with_answer_line
+from laser.tasks.base import Example, choose_stop_strings, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_choice_letter, extract_strict_choice
 from laser.tasks.loading import (
     SplitTask,
@@ -66,6 +66,7 @@ class MMLU(SplitTask):
         extraction: str = "flexible",
         answer_format: str = "final_answer",
         prompt_templates: dict[str, str] | None = None,
+        stop_strings: list[str] | None = None,
     ) -> None:
         check_one_of("extraction", extraction, _EXTRACTIONS)
         check_limit("train_limit", train_limit)
@@ -78,6 +79,7 @@ class MMLU(SplitTask):
             raise LaserConfigError(f"task.subjects={subjects!r} must be a list of subject names or null")
         self.prompt_template = choose_prompt(self.prompt_templates, prompt_templates, answer_format)
         self.answer_format = answer_format
+        self.stop_strings = choose_stop_strings(stop_strings, STOP_STRINGS[answer_format])
         self.data_dir = data_dir
         self.hub_id, self.hub_config = hub_id, hub_config
         self.subjects = None if subjects is None else sorted(set(subjects))

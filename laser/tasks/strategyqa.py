@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from laser.tasks.answer_format import AUTHORS_PROMPT, choose_prompt, with_answer_line
-from laser.tasks.base import Example, strict_and_flexible_accuracy
+from laser.tasks.answer_format import AUTHORS_PROMPT, STOP_STRINGS, choose_prompt, with_answer_line
+from laser.tasks.base import Example, choose_stop_strings, strict_and_flexible_accuracy
 from laser.tasks.extraction import extract_strict_yes_no, extract_yes_no
 from laser.tasks.loading import (
     SplitTask,
@@ -63,6 +63,7 @@ class StrategyQA(SplitTask):
         extraction: str = "flexible",
         answer_format: str = "final_answer",
         prompt_templates: dict[str, str] | None = None,
+        stop_strings: list[str] | None = None,
     ) -> None:
         check_one_of("extraction", extraction, _EXTRACTIONS)
         check_limit("train_limit", train_limit)
@@ -71,6 +72,7 @@ class StrategyQA(SplitTask):
         check_fraction("test_fraction", test_fraction)
         self.prompt_template = choose_prompt(self.prompt_templates, prompt_templates, answer_format)
         self.answer_format = answer_format
+        self.stop_strings = choose_stop_strings(stop_strings, STOP_STRINGS[answer_format])
         self.data_dir = data_dir
         self.hub_id = hub_id
         self.limits = {"train": train_limit, "test": test_limit}

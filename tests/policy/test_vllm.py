@@ -80,6 +80,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     max_tokens: int = 16
+    stop: list[str] | None = None
 
 
 class GreedyLLM:
@@ -88,10 +89,11 @@ class GreedyLLM:
     built: list[str] = []
 
     def __init__(self, model: str, enable_lora: bool, max_lora_rank: int, gpu_memory_utilization: float) -> None:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         assert enable_lora and max_lora_rank >= LORA["r"] and 0 < gpu_memory_utilization <= 1
         self.base = AutoModelForCausalLM.from_pretrained(model).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.eos = self.base.config.eos_token_id
         self.lora_ids: list[int] = []
         GreedyLLM.built.append(model)
@@ -101,12 +103,15 @@ class GreedyLLM:
         from peft import PeftModel
 
         self.lora_ids.append(lora_request.lora_int_id)
+        self.last_params = params
         model = PeftModel.from_pretrained(copy.deepcopy(self.base), lora_request.lora_path).eval()
         outputs = []
         for prompt in prompts:
             ids = torch.tensor([prompt["prompt_token_ids"]])
+            # vLLM ends at a stop string and returns every token generated (its text, not its tokens, is cut)
+            stops = {"stop_strings": params.stop, "tokenizer": self.tokenizer} if params.stop else {}
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=params.max_tokens, eos_token_id=self.eos, pad_token_id=0)
+                                 max_new_tokens=params.max_tokens, eos_token_id=self.eos, pad_token_id=0, **stops)
             tokens = out[0, ids.shape[1]:].tolist()
             completion = types.SimpleNamespace(token_ids=tokens)
             outputs.append(types.SimpleNamespace(outputs=[completion] * params.n))
@@ -125,12 +130,12 @@ def fake_vllm(monkeypatch):
     return vllm
 
 
-def hf_greedy(policy: Policy, prompt_ids: list[list[int]], n: int) -> list[list[int]]:
+def hf_greedy(policy: Policy, prompt_ids: list[list[int]], n: int, stop_strings: tuple[str, ...] = ()) -> list[list[int]]:
     """The live policy's greedy tokens, one unpadded prompt at a time."""
     tokens = []
     for ids in prompt_ids:
         enc = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
-        tokens += policy.sample(enc, n=n, greedy=True).response_ids
+        tokens += policy.sample(enc, n=n, greedy=True, stop_strings=stop_strings).response_ids
     return tokens
 
 
@@ -188,3 +193,19 @@ def test_bf16_policy_after_a_refresh_samples_with_its_history_and_keeps_the_engi
     assert second.response_ids != first.response_ids
     assert GreedyLLM.built == [path]  # one engine: the base weights never changed
     assert json.loads((policy.vllm.folder / "adapter-3" / "adapter_config.json").read_text())["r"] == 2 * LORA["r"]
+
+
+def test_vllm_backend_stops_at_the_stop_strings_and_cuts_as_hugging_face_does(tmp_path, fake_vllm):
+    path = build_tiny_causal_lm(str(tmp_path), Arithmetic(num_train=20, num_test=4), hidden_size=32,
+                                num_layers=1, num_heads=2)
+    policy = Policy(path, lora=LORA, max_new_tokens=12, generation_backend="vllm")
+    enc = policy.encode(["Q: What is 1 + 2?\nA:", "Q: Is 7 larger than 3?\nA:"])
+    perturb(policy, seed=2)
+    free = hf_greedy(policy, policy.unpadded_prompt_ids(enc), n=1)
+    text = policy.tokenizer.decode(free[0], skip_special_tokens=True)
+    stop = text[len(text) // 2:][:2]  # from the middle of the first answer: it ends there (or earlier)
+    assert stop.strip(), f"the perturbed policy's answer has nothing to stop at: {text!r}"
+    samples = policy.sample(enc, n=2, stop_strings=(stop,))
+    assert samples.response_ids == hf_greedy(policy, policy.unpadded_prompt_ids(enc), n=2, stop_strings=(stop,))
+    assert samples.num_stopped >= 2 and all(stop not in t for t in samples.texts)
+    assert policy.vllm.engine.last_params.stop == [stop]  # vLLM itself stops there (SamplingParams.stop)

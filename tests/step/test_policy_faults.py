@@ -10,7 +10,7 @@ from laser.policy.policy import Policy, Samples
 from laser.run import run
 
 
-def _empty_samples(self, enc, n, greedy=False):
+def _empty_samples(self, enc, n, greedy=False, stop_strings=()):
     count = enc["input_ids"].shape[0] * n
     eos = self.tokenizer.eos_token_id
     return Samples([[eos] for _ in range(count)], ["" for _ in range(count)], count, 0)
