@@ -123,6 +123,7 @@ def results(cfg: DictConfig, parts: dict[str, Any]) -> dict[str, Any]:
         complete=done >= cfg.laser.iterations, method=method_label(cfg.get("method_name"), parts["selector"]),
         task=task.name, primary_metric=task.primary_metric, skipped_rows=task.skipped_rows,
         rm_tokens=module.last_rm_tokens, generated_tokens=module.last_generated_tokens,
+        data=parts["datamodule"].iteration_plan(),
     )
 
 

@@ -63,6 +63,12 @@ class Job:
         warm = policy.get("warm_start") or {}
         return int(warm.get("steps", 0) or 0), warm.get("target_accuracy")
 
+    @property
+    def passes_per_iteration(self) -> float | None:
+        """Passes over the training set per iteration (`results.json`'s `data`); None in older results."""
+        value = (self.results.get("data") or {}).get("passes_per_iteration")
+        return None if value is None else float(value)
+
     def categories(self) -> list[str]:
         """Task categories with a final primary metric (`<metric>/<category>` keys)."""
         prefix = self.metric + "/"

@@ -32,6 +32,28 @@ def per_seed_means(jobs: Iterable[Job], value: Callable[[Job], float | None]) ->
     return {seed: statistics.fmean(vs) for seed, vs in sorted(by_seed.items())}
 
 
+def passes_by_task(jobs: Iterable[Job]) -> dict[str, tuple[float, float] | None]:
+    """Per task, the (lowest, highest) passes over its training set per iteration among its jobs (one
+    value when the jobs agree); None when no job recorded it (results written before it was)."""
+    passes: dict[str, list[float]] = defaultdict(list)
+    tasks = set()
+    for job in jobs:
+        tasks.add(job.task)
+        if job.passes_per_iteration is not None:
+            passes[job.task].append(job.passes_per_iteration)
+    return {task: (min(passes[task]), max(passes[task])) if passes[task] else None for task in sorted(tasks)}
+
+
+def task_heading(task: str, passes: tuple[float, float] | None) -> str:
+    """`gsm8k (1.00 passes / iteration)`: a task's column and section name, with how much of its training
+    set each iteration covered (a range when its jobs differ)."""
+    if passes is None:
+        return task
+    low, high = passes
+    span = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}"
+    return f"{task} ({span} passes / iteration)"
+
+
 # ---- the table -------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from laser.report.plots import write_plots
 from laser.report.regret import regret_curves, regret_summary
 from laser.report.shares import last_iteration_shares
 from laser.report.stats import Summary, is_nan
-from laser.report.tables import build_table
+from laser.report.tables import build_table, passes_by_task, task_heading
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -43,7 +43,8 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _accuracy_section(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+def _accuracy_section(table: dict[str, dict[str, dict[str, Any]]],
+                      passes: dict[str, tuple[float, float] | None]) -> list[str]:
     tasks = list(table)
     rows_order = list(dict.fromkeys(row for task in tasks for row in table[task]))
     rows = [[row] + [_summary_cell(table[t][row]["accuracy"]) if row in table[t] else "–" for t in tasks]
@@ -52,8 +53,9 @@ def _accuracy_section(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
              "Mean ± std over seeds, [95% Student-t confidence interval], n = seeds. Jobs sharing method,",
              "task and seed are averaged first. `before preference training` is the same jobs at iteration 0:",
              "`(SFT: N steps)` after N supervised warm-start steps on the task's training targets, `(no warm",
-             "start)` the policy as loaded (a base model is not the paper's SFT baseline).",
-             ""] + _markdown_table(["method"] + tasks, rows)
+             "start)` the policy as loaded (a base model is not the paper's SFT baseline). Each task names",
+             "its passes over the training set per iteration (prompts trained per iteration / training prompts).",
+             ""] + _markdown_table(["method"] + [task_heading(t, passes.get(t)) for t in tasks], rows)
     for task, cells in table.items():
         categories = list(next(iter(cells.values()))["categories"])
         header = ["method", "accuracy", "95% CI", "seeds"] + categories + ["RM calls / run", "wall s / run"]
@@ -61,7 +63,7 @@ def _accuracy_section(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                 + [_mean_std(c["categories"][k]) for k in categories]
                 + [_fmt(c.get("rm_calls_per_run"), 0), _fmt(c.get("wall_seconds_per_run"), 1)]
                 for row, c in cells.items()]
-        lines += ["", f"### {task}", ""] + _markdown_table(header, rows)
+        lines += ["", f"### {task_heading(task, passes.get(task))}", ""] + _markdown_table(header, rows)
     return lines
 
 
@@ -139,7 +141,7 @@ def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table
     skipped jobs."""
     lines = ["# LASeR sweep report", "",
              f"Sweep `{sweep_dir}`: {len(jobs)} complete jobs, {len(skipped)} skipped.", ""]
-    lines += _accuracy_section(table)
+    lines += _accuracy_section(table, passes_by_task(jobs))
     if shares:
         lines += _shares_section(shares)
     if regret:
@@ -202,7 +204,8 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> li
     files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals, shares))
     write_csv(table, files[1])
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
-               "table": table, "pseudo_regret": {"arm_means": means, "final": regret}, "last_iteration_shares": shares}
+               "table": table, "passes_per_iteration": passes_by_task(jobs),
+               "pseudo_regret": {"arm_means": means, "final": regret}, "last_iteration_shares": shares}
     if counterfactuals:  # sweeps without them keep report.json as it was
         payload["counterfactuals"] = counterfactuals
     files[2].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")

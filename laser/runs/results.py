@@ -98,8 +98,10 @@ class IterationTracker:
 def results_payload(seed: int, wall_seconds: float, config: dict, tracker: IterationTracker,
                     all_names: list[str], rm_calls: dict[str, int], complete: bool, method: str = "",
                     task: str = "", primary_metric: str = "test/accuracy", skipped_rows: int = 0,
-                    rm_tokens: dict[str, int] | None = None, generated_tokens: int | None = None) -> dict[str, Any]:
-    """The `results.json` contract (see README): final metrics are the last iteration's."""
+                    rm_tokens: dict[str, int] | None = None, generated_tokens: int | None = None,
+                    data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `results.json` contract (see README): final metrics are the last iteration's. `data` is how
+    much of the training set an iteration covers (`PromptDataModule.iteration_plan`)."""
     last = tracker.records[-1] if tracker.records else {}
     final = {k: v for k, v in last.items() if k.startswith("test/")}
     return {
@@ -110,6 +112,7 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "task": task,
         "primary_metric": primary_metric,
         "data/skipped_rows": skipped_rows,
+        "data": dict(data or {}),
         "config": config,
         "final": final,
         "iterations": tracker.records,

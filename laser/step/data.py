@@ -1,5 +1,9 @@
 """Prompt batches for LASeR: `steps_per_iteration` training batches per iteration, and the test split.
 
+`steps_per_iteration: null` is one pass over the training set per iteration (the paper's iteration):
+ceil(train size / global batch) steps per process, where the global batch is `batch_size` x processes.
+An explicit number is the steps each process takes, whatever the training set's size.
+
 Batches are lists of `Example`s (the policy tokenises them once per step). The order is drawn from a
 private RNG seeded by (seed, iteration), never from the global one, so a resumed run sees exactly the
 batches an uninterrupted run would have seen.
@@ -7,6 +11,7 @@ batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 
@@ -65,6 +70,11 @@ class IterationBatchSampler(Sampler[list[int]]):
         return self.steps
 
 
+def one_pass_steps(train_size: int, batch_size: int, world_size: int = 1) -> int:
+    """Steps per process that cover `train_size` prompts once: ceil(train_size / (batch_size x world_size))."""
+    return max(1, math.ceil(train_size / (batch_size * world_size)))
+
+
 def _rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -81,20 +91,25 @@ class PromptDataModule(L.LightningDataModule):
     Args:
         task: the task whose splits to serve.
         batch_size: prompts per LASeR step (paper: 16); each prompt yields `num_samples` generations.
-        steps_per_iteration: LASeR steps between reference refreshes and evaluations.
+        steps_per_iteration: LASeR steps per process between reference refreshes and evaluations; None:
+            one pass over the training set (`one_pass_steps`).
         eval_batch_size: prompts per greedy generate call at evaluation (more is faster, uses memory).
         eval_limit: evaluate on the first N test examples only (None: all).
         group_by_category: one category per batch (see `iteration_batches`).
         seed: seeds the batch order.
     """
 
-    def __init__(self, task: Task, batch_size: int = 8, steps_per_iteration: int = 20, eval_batch_size: int = 64,
-                 eval_limit: int | None = None, group_by_category: bool = False, seed: int = 0) -> None:
+    def __init__(self, task: Task, batch_size: int = 8, steps_per_iteration: int | None = 20,
+                 eval_batch_size: int = 64, eval_limit: int | None = None, group_by_category: bool = False,
+                 seed: int = 0) -> None:
         super().__init__()
-        for key, value in (("batch_size", batch_size), ("steps_per_iteration", steps_per_iteration),
-                           ("eval_batch_size", eval_batch_size)):
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise LaserConfigError(f"data.{key}={value!r} must be an integer >= 1")
+        steps = steps_per_iteration
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+            raise LaserConfigError(f"data.steps_per_iteration={steps!r} must be null (one pass over the training "
+                                   "set) or an integer >= 1")
         if eval_limit is not None and (not isinstance(eval_limit, int) or eval_limit < 1):
             raise LaserConfigError(f"data.eval_limit={eval_limit!r} must be null or an integer >= 1")
         self.task = task
@@ -102,12 +117,28 @@ class PromptDataModule(L.LightningDataModule):
         self.eval_batch_size, self.eval_limit = eval_batch_size, eval_limit
         self.group_by_category, self.seed = group_by_category, seed
 
+    def world_size(self) -> int:
+        """Processes sharing each iteration's batches: the attached trainer's, else torch.distributed's."""
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.world_size) if trainer is not None else _rank_and_world()[1]
+
+    def iteration_plan(self, world_size: int | None = None) -> dict[str, float | int]:
+        """How much of the training set an iteration covers: `train_size`, `global_batch_size`,
+        `steps_per_iteration` (per process) and `passes_per_iteration` (prompts trained per iteration
+        over the training set's size)."""
+        world = self.world_size() if world_size is None else world_size
+        train_size = len(self.task.train_examples())
+        steps = self.steps_per_iteration or one_pass_steps(train_size, self.batch_size, world)
+        global_batch = self.batch_size * world
+        return {"train_size": train_size, "global_batch_size": global_batch, "steps_per_iteration": steps,
+                "passes_per_iteration": steps * global_batch / max(train_size, 1)}
+
     def train_dataloader(self) -> DataLoader:
         examples = self.task.train_examples()
         if not examples:
             raise LaserConfigError(f"task '{self.task.name}' has no training examples")
-        sampler = IterationBatchSampler(examples, self.batch_size, self.steps_per_iteration, self.seed,
-                                        self.group_by_category)
+        steps = int(self.iteration_plan()["steps_per_iteration"])
+        sampler = IterationBatchSampler(examples, self.batch_size, steps, self.seed, self.group_by_category)
         # An explicit generator keeps the DataLoader from drawing its base seed from the global RNG.
         return DataLoader(examples, batch_sampler=sampler, collate_fn=_as_list,
                           generator=torch.Generator().manual_seed(self.seed))

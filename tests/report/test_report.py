@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from laser.report.jobs import Job, load_sweep
 from laser.report.regret import gold_arm_means, pseudo_regret
 from laser.report.stats import summarise, t_quantile_975
-from laser.report.tables import BEFORE_TRAINING, build_table, start_row
+from laser.report.tables import BEFORE_TRAINING, build_table, passes_by_task, start_row
 from laser.report.writing import write_report
 
 PLOTS = ["selection_share.png", "selection_share_by_category.png", "accuracy_by_iteration.png", "regret.png"]
@@ -118,6 +118,30 @@ def test_the_paper_configs_row_is_not_called_sft(make_config, tmp_path):
     cfg = make_config(["+experiment=reasoning_table"], tiny=False)
     job = Job(tmp_path, "linucb", "gsm8k", 0, {"config": OmegaConf.to_container(cfg)}, [])
     assert job.warm_start == (0, None) and start_row(job.warm_start) == BASE
+
+
+def test_each_task_states_its_passes_over_the_training_set_per_iteration(tmp_path):
+    """results.json's `data.passes_per_iteration` heads the task's column and section (a range when the jobs
+    differ); results written before the field existed leave the task's name alone."""
+    sweep = tmp_path / "sweep"
+    for number, passes in enumerate([468 * 16 / 7473, 1.0, 467 * 16 / 2061, None]):
+        write_job(sweep / str(number), "linucb", number, [0.2, 0.3])
+        path = sweep / str(number) / "results.json"
+        results = json.loads(path.read_text())
+        results["data"] = {} if passes is None else {"passes_per_iteration": passes}
+        results["task"] = "gsm8k" if number < 2 else "strategyqa" if number == 2 else "mmlu"
+        path.write_text(json.dumps(results))
+    assert passes_by_task(load_sweep(sweep)[0]) == {  # the old fixed 467 steps gave StrategyQA 3.6 passes
+        "gsm8k": (1.0, pytest.approx(1.002, abs=1e-3)), "mmlu": None, "strategyqa": (pytest.approx(3.625, abs=1e-3),) * 2}
+    write_report(sweep, tmp_path / "out")
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    header = "| method | gsm8k (1.00 passes / iteration) | mmlu | strategyqa (3.63 passes / iteration) |"
+    assert header in markdown
+    assert "### gsm8k (1.00 passes / iteration)" in markdown and "### mmlu\n" in markdown
+    (sweep / "1" / "results.json").write_text((sweep / "1" / "results.json").read_text().replace(
+        '"passes_per_iteration": 1.0', '"passes_per_iteration": 0.5'))
+    write_report(sweep, tmp_path / "out")
+    assert "### gsm8k (0.50-1.00 passes / iteration)" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_report_files_carry_the_same_numbers(hand_sweep, tmp_path):
