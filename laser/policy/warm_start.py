@@ -161,18 +161,32 @@ def target_reached(accuracies: Mapping[str, float], target: float) -> bool:
     return all(accuracy >= target for accuracy in accuracies.values())
 
 
+def held_out_count(available: int, per_category: int) -> int:
+    """How many of a category's `available` train examples the checks hold back: `per_category` when
+    more remain to train on; else (a small run, e.g. `task.train_limit=64`) a quarter, at least one,
+    so the category still trains on the rest; none when it has a single example."""
+    if available > per_category:
+        return per_category
+    return max(1, available // 4) if available >= 2 else 0
+
+
 def hold_out(examples: list[Example], per_category: int) -> tuple[list[Example], dict[str, list[Example]]]:
-    """The train examples left to train on, and the last `per_category` of each category (by name;
-    examples without a category are one category, "") held back for the competence checks."""
+    """The train examples left to train on, and the last `held_out_count` of each category (by name;
+    examples without a category are one category, "") held back for the competence checks. A category
+    too small for `per_category` holds back less, with one warning line; one with a single example is
+    trained on and not checked."""
     by_category: dict[str, list[int]] = {}
     for index, example in enumerate(examples):
         by_category.setdefault(example.category, []).append(index)
-    for category, indices in by_category.items():
-        if len(indices) <= per_category:
-            raise LaserConfigError(
-                f"policy.warm_start.check_examples={per_category} would hold back all {len(indices)} train "
-                f"examples of category {category!r}; lower it or raise the task's train size")
-    held = {category: by_category[category][-per_category:] for category in sorted(by_category)}
+    held: dict[str, list[int]] = {}
+    for category in sorted(by_category):
+        indices = by_category[category]
+        count = held_out_count(len(indices), per_category)
+        if count < per_category:
+            log.warning("policy.warm_start.check_examples=%d: category %r has only %d train examples; its "
+                        "competence checks use %d held-back example(s)", per_category, category, len(indices), count)
+        if count:
+            held[category] = indices[-count:]
     held_indices = {i for indices in held.values() for i in indices}
     train = [example for index, example in enumerate(examples) if index not in held_indices]
     return train, {category: [examples[i] for i in indices] for category, indices in held.items()}
@@ -228,7 +242,7 @@ class CompetenceTarget:
         self.weights = weights
         cumulative, total = [], 0.0
         for example in self.train:
-            total += weights[example.category]
+            total += weights.get(example.category, 1.0)  # a category without checks trains at full weight
             cumulative.append(total)
         self._cumulative = cumulative
 

@@ -78,8 +78,21 @@ def test_hold_out_keeps_back_the_last_examples_of_each_category() -> None:
     train, held = hold_out(data, 2)
     assert {c: [e.uid for e in held[c]] for c in held} == {"": ["-1", "-2"], "a": ["a-3", "a-4"], "b": ["b-2", "b-3"]}
     assert [e.uid for e in train] == ["a-0", "a-1", "a-2", "b-0", "b-1", "-0"]
-    with pytest.raises(LaserConfigError, match="check_examples=3 would hold back all 3 train examples of category ''"):
-        hold_out(data, 3)
+
+
+def test_hold_out_holds_back_less_from_a_category_too_small_for_the_check_and_warns(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A small run (task.train_limit below check_examples) still warm-starts: a quarter of a small category
+    is held back (at least one), a one-example category is trained on and not checked, with one warning each."""
+    data = examples({"a": 9, "b": 3, "c": 1})
+    with caplog.at_level("WARNING", logger="laser.policy.warm_start"):
+        train, held = hold_out(data, 64)
+    assert {c: [e.uid for e in held[c]] for c in held} == {"a": ["a-7", "a-8"], "b": ["b-2"]}
+    assert [e.uid for e in train] == ["a-0", "a-1", "a-2", "a-3", "a-4", "a-5", "a-6", "b-0", "b-1", "c-0"]
+    assert len([r for r in caplog.records if "check_examples=64" in r.getMessage()]) == 3
+    schedule = CompetenceTarget(train, held, 0.5, check_every=2, batch_size=4, rng=random.Random(0),
+                                measure=lambda: {"a": 1.0, "b": 0.0})
+    assert {train[i].category for i in schedule.draw_batch() * 10} <= {"a", "b", "c"}  # c still drawn, unchecked
 
 
 def test_greedy_accuracy_matches_unbatched_generation_and_leaves_model_and_tokenizer_as_they_were(
@@ -153,6 +166,6 @@ def test_a_fixed_warm_start_trains_exactly_as_before(model_path: str, tmp_path: 
 
 def test_bad_target_knobs_are_one_line_config_errors(model_path: str, tmp_path: Path) -> None:
     for knobs, message in (({"target_accuracy": 1.5}, "target_accuracy=1.5"), ({"check_every": 0}, "check_every=0"),
-                           ({"check_examples": 200}, "check_examples=200")):
+                           ({"check_examples": 0}, "check_examples=0")):
         with pytest.raises(LaserConfigError, match=message):
             warm_start(model_path, TASK, str(tmp_path), steps=2, **{"target_accuracy": 0.5, **knobs})
