@@ -178,9 +178,10 @@ def laser_preference_loss(module, prompt_ids: list[list[int]], response_ids: lis
     """laser's step on `pairs` with the module's loss and micro-batch size, what `LaserModule` trains on
     (laser/step/preference.py): per-pair losses [P] and metrics, and `.backward(backward_fn)`, which
     accumulates the mean loss's gradient."""
-    from laser.step.preference import preference_loss
+    from laser.step.preference import MicroBatching, preference_loss
 
-    return preference_loss(module.policy, prompt_ids, response_ids, pairs, n, module.loss, module.micro_batch_size)
+    return preference_loss(module.policy, prompt_ids, response_ids, pairs, n, module.loss,
+                           MicroBatching(module.micro_batch_size))
 
 
 def trl_clock(device: str, warmup: int, memory: PeakMemory, ends: list[float], logs: list[dict], peak: dict):

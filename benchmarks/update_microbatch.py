@@ -96,9 +96,9 @@ def before_backward(policy, loss, prompt_ids, response_ids, pairs, n) -> float:
 def after_backward(policy, loss, prompt_ids, response_ids, pairs, n, micro_batch_size) -> float:
     import torch
 
-    from laser.step.preference import preference_loss
+    from laser.step.preference import MicroBatching, preference_loss
 
-    result = preference_loss(policy, prompt_ids, response_ids, pairs, n, loss, micro_batch_size)
+    result = preference_loss(policy, prompt_ids, response_ids, pairs, n, loss, MicroBatching(micro_batch_size))
     result.backward(torch.Tensor.backward)
     return float(result.losses.mean())
 

@@ -19,7 +19,10 @@ repeated. A rerun forward replays the random stream of its first run (LoRA dropo
 and the stream then continues where one pass would have left it.
 
 Several micro-batches are formed longest sequences first, so that padding is small and the first micro-batch
-shows the peak.
+shows the peak. With several processes (trainer=ddp|fsdp) every process runs as many micro-batches as the
+one with the most (`MicroBatching.agree`): each backward is a gradient all-reduce (DDP) or reduce-scatter
+(FSDP), each FSDP forward an all-gather, and unpaired collectives would hang. A process with fewer runs empty
+micro-batches: one of its sequences with weight 0.
 """
 
 from __future__ import annotations
@@ -84,8 +87,29 @@ def micro_batches(sequences: Sequences, size: int | None) -> list[list[int]]:
     return [order[start:start + size] for start in range(0, count, size)]
 
 
+def _alone(count: int) -> int:
+    return count
+
+
+@dataclass(frozen=True)
+class MicroBatching:
+    """How the update splits a step's sequences: `size` per forward/backward (None: all at once), and, with
+    several processes, `agree(count)`: the number of micro-batches every process runs (the most of any)."""
+
+    size: int | None = None
+    agree: Callable[[int], int] = _alone
+
+    def batches(self, sequences: Sequences) -> list[list[int]]:
+        """`micro_batches`, then empty ones up to the agreed count (never with size None: one each)."""
+        batches = micro_batches(sequences, self.size)
+        if self.size is None:
+            return batches
+        return batches + [[] for _ in range(self.agree(len(batches)) - len(batches))]
+
+
 def _forward(policy: Policy, sequences: Sequences, batch: list[int], reference: bool = False) -> torch.Tensor:
-    return policy.response_logps([sequences.prompts[i] for i in batch], [sequences.responses[i] for i in batch],
+    rows = batch or [0]  # an empty micro-batch (another process has more) runs one sequence for the collectives
+    return policy.response_logps([sequences.prompts[i] for i in rows], [sequences.responses[i] for i in rows],
                                  reference=reference)
 
 
@@ -111,7 +135,8 @@ def logps_without_grad(policy: Policy, sequences: Sequences, batches: list[list[
         logps = _forward(policy, sequences, batch, reference)
         if values is None:
             values = logps.new_empty(len(sequences))
-        values[batch] = logps
+        if batch:
+            values[batch] = logps
     return values if values is not None else torch.zeros(0)
 
 
@@ -139,7 +164,8 @@ class PolicyPass:
         after = _rng_state(device)
         for batch, state in zip(self.batches, self.rng_states, strict=True):
             _set_rng_state(state, device)  # the same dropout masks as in the no-grad pass
-            backward((_forward(self.policy, self.sequences, batch) * weights[batch]).sum())
+            batch_weights = weights[batch] if batch else weights.new_zeros(1)
+            backward((_forward(self.policy, self.sequences, batch) * batch_weights).sum())
         _set_rng_state(after, device)
 
 

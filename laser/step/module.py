@@ -30,7 +30,7 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 from laser.config.checks import check_values
-from laser.distributed.processes import any_rank
+from laser.distributed.processes import any_rank, most_of_any_rank
 from laser.distributed.sharding import shard_policy
 from laser.policy.policy import Policy, Samples
 from laser.rewards.pool import RewardModelPool
@@ -46,6 +46,7 @@ from laser.step.counterfactuals import record_counterfactuals
 from laser.step.decisions import Decision, shared_decision
 from laser.step.iteration import IterationHooks
 from laser.step.losses import DPOLoss
+from laser.step.microbatch import MicroBatching
 from laser.step.pairs import build_preference_pairs
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
 from laser.step.state import module_state, restore_module_state, restore_policy_weights
@@ -241,7 +242,11 @@ class LaserModule(IterationHooks, L.LightningModule):
             self.tracker.skipped["exploration_not_trained"] += 1
             return update_then_undo(self, pairs, prompt_ids, samples.response_ids)
         return update_on_pairs(self.policy, prompt_ids, samples.response_ids, pairs, self.num_samples, self.loss,
-                               self.micro_batch_size, self.selector_reward.holdout_every, self._optimiser_step)
+                               self.micro_batching(), self.selector_reward.holdout_every, self._optimiser_step)
+
+    def micro_batching(self) -> MicroBatching:
+        """`micro_batch_size` sequences per micro-batch, as many micro-batches on every rank (collectives pair up)."""
+        return MicroBatching(self.micro_batch_size, agree=lambda count: most_of_any_rank(self.trainer, count))
 
     def _reward(self, decisions: list[Decision], batch: list[Example], responses: list[str],
                 feedback: StepFeedback, evidence: StepEvidence, pairs: list[tuple[int, int, int]]) -> dict[str, float]:

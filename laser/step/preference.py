@@ -5,8 +5,7 @@ backward of its mean.
 
 The reference is the policy with its adapter disabled (`Policy.response_logps(reference=True)`), never
 a second copy. Each distinct response is computed once (reference, then policy) and shared by its pairs,
-in micro-batches of `micro_batch_size` sequences (laser/step/microbatch.py: how the gradient stays the
-whole batch's).
+in micro-batches (`MicroBatching`, laser/step/microbatch.py: how the gradient stays the whole batch's).
 """
 
 from __future__ import annotations
@@ -20,15 +19,17 @@ from laser.selection.rewards.base import StepEvidence
 from laser.step.losses import DPOLoss
 from laser.step.microbatch import (
     Backward,
+    MicroBatching,
     Pair,
     PolicyPass,
     distinct_sequences,
     logps_without_grad,
-    micro_batches,
     policy_pass,
 )
 
-__all__ = ["Pair", "PreferenceLoss", "policy_margins", "preference_loss", "step_evidence"]
+ALL_AT_ONCE = MicroBatching()  # one micro-batch of every sequence (laser.micro_batch_size: null)
+
+__all__ = ["MicroBatching", "Pair", "PreferenceLoss", "policy_margins", "preference_loss", "step_evidence"]
 
 
 @dataclass
@@ -53,11 +54,12 @@ class PreferenceLoss:
 
 
 def preference_loss(policy: Policy, prompt_ids: list[list[int]], response_ids: list[list[int]],
-                    pairs: list[Pair], n: int, loss: DPOLoss, micro_batch_size: int | None = None) -> PreferenceLoss:
+                    pairs: list[Pair], n: int, loss: DPOLoss,
+                    micro_batching: MicroBatching = ALL_AT_ONCE) -> PreferenceLoss:
     """Per-pair losses of (prompt, chosen, rejected) index triples into `n` responses per prompt, the
-    step's metrics, and the backward of the mean loss (micro-batches of `micro_batch_size` sequences)."""
+    step's metrics, and the backward of the mean loss (in `micro_batching`'s micro-batches)."""
     sequences = distinct_sequences(prompt_ids, response_ids, pairs, n)
-    batches = micro_batches(sequences, micro_batch_size)
+    batches = micro_batching.batches(sequences)
     # the reference first: its no-grad forward then peaks alone, not on top of the policy's saved activations
     reference = logps_without_grad(policy, sequences, batches, reference=True)
     live = policy_pass(policy, sequences, batches)
@@ -83,12 +85,12 @@ def preference_loss(policy: Policy, prompt_ids: list[list[int]], response_ids: l
 
 
 def policy_margins(policy: Policy, prompt_ids: list[list[int]], response_ids: list[list[int]],
-                   pairs: list[Pair], n: int, micro_batch_size: int | None = None) -> torch.Tensor:
+                   pairs: list[Pair], n: int, micro_batching: MicroBatching = ALL_AT_ONCE) -> torch.Tensor:
     """log pi(chosen) - log pi(rejected) of each pair under the live policy, no grad, [P] on the CPU."""
     if not pairs:
         return torch.zeros(0)
     sequences = distinct_sequences(prompt_ids, response_ids, pairs, n)
-    logps = logps_without_grad(policy, sequences, micro_batches(sequences, micro_batch_size)).float().cpu()
+    logps = logps_without_grad(policy, sequences, micro_batching.batches(sequences)).float().cpu()
     return logps[sequences.chosen] - logps[sequences.rejected]
 
 

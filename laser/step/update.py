@@ -18,7 +18,7 @@ import torch
 from laser.policy.policy import Policy
 from laser.selection.rewards.base import StepEvidence, holdout_split
 from laser.step.losses import DPOLoss
-from laser.step.microbatch import Backward
+from laser.step.microbatch import Backward, MicroBatching
 from laser.step.preference import Pair, policy_margins, preference_loss, step_evidence
 
 # optimiser_step(accumulate): zero the gradients, `accumulate(backward)` (one backward per micro-batch), clip, step
@@ -26,19 +26,19 @@ OptimiserStep = Callable[[Callable[[Backward], None]], None]
 
 
 def update_on_pairs(policy: Policy, prompt_ids: list[list[int]], response_ids: list[list[int]], pairs: list[Pair],
-                    n: int, loss: DPOLoss, micro_batch_size: int | None, holdout_every: int,
+                    n: int, loss: DPOLoss, micro_batching: MicroBatching, holdout_every: int,
                     optimiser_step: OptimiserStep) -> tuple[StepEvidence, torch.Tensor, dict]:
     """Train on the pairs (but every `holdout_every`-th prompt's, when > 0) with one `optimiser_step` on the
-    mean `loss`, accumulated over micro-batches of `micro_batch_size` sequences; return the evidence
+    mean `loss`, accumulated over `micro_batching`'s micro-batches; return the evidence
     (trained pairs' losses and log-probs before the step, held-back pairs' policy margins before and after
     it), the mean loss, and the loss's metrics."""
     trained, held = holdout_split(pairs, holdout_every)
     if not trained:  # every pair belongs to a held-back prompt: train on them all, measure nothing held
         trained, held = pairs, []
-    before = policy_margins(policy, prompt_ids, response_ids, held, n, micro_batch_size)
-    result = preference_loss(policy, prompt_ids, response_ids, trained, n, loss, micro_batch_size)
+    before = policy_margins(policy, prompt_ids, response_ids, held, n, micro_batching)
+    result = preference_loss(policy, prompt_ids, response_ids, trained, n, loss, micro_batching)
     optimiser_step(result.backward)
-    after = policy_margins(policy, prompt_ids, response_ids, held, n, micro_batch_size)
+    after = policy_margins(policy, prompt_ids, response_ids, held, n, micro_batching)
     return step_evidence(trained, result, held, before, after), result.losses.mean(), result.metrics
 
 
@@ -60,7 +60,7 @@ def update_then_undo(module: L.LightningModule, pairs: list[Pair], prompt_ids: l
 
     try:
         return update_on_pairs(policy, prompt_ids, response_ids, pairs, module.num_samples, module.loss,
-                               module.micro_batch_size, module.selector_reward.holdout_every, step)
+                               module.micro_batching(), module.selector_reward.holdout_every, step)
     finally:
         policy.load_adapter_state_dict(adapter)
         optimiser.load_state_dict(copy.deepcopy(state))

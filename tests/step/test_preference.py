@@ -10,7 +10,7 @@ import torch
 
 from laser.policy.policy import Policy
 from laser.step.losses import DPOLoss
-from laser.step.microbatch import distinct_sequences, micro_batches
+from laser.step.microbatch import MicroBatching, distinct_sequences, micro_batches
 from laser.step.pairs import build_preference_pairs
 from laser.step.preference import policy_margins, preference_loss
 from laser.tasks.arithmetic import Arithmetic
@@ -124,7 +124,7 @@ def test_each_distinct_response_runs_once_through_the_reference_and_the_policy(p
         return forward(self, prompt_ids, response_ids, reference=reference)
 
     monkeypatch.setattr(Policy, "response_logps", counting)
-    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, micro_batch_size=None)
+    result = preference_loss(policy, prompts, responses, pairs, N, LOSS)
     distinct = len(distinct_sequences(prompts, responses, pairs, N))
     assert rows == {True: distinct, False: distinct}  # one micro-batch: the graph of its forward is reused
     result.backward(torch.Tensor.backward)
@@ -135,7 +135,7 @@ def test_each_distinct_response_runs_once_through_the_reference_and_the_policy(p
 def test_micro_batches_give_the_whole_batch_gradient_losses_and_metrics(policy, step, micro_batch_size):
     prompts, responses, pairs = step
     plain, expected = plain_gradient(policy, prompts, responses, pairs)
-    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, micro_batch_size)
+    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, MicroBatching(micro_batch_size))
     got = gradient_of(policy, result)
     assert expected.norm() > 0
     assert (got - expected).norm() <= GRAD_RTOL * expected.norm()
@@ -154,7 +154,7 @@ def test_policy_margins_are_chosen_minus_rejected_whatever_the_micro_batches(pol
     chosen = policy.response_logps([prompts[p] for p, _, _ in pairs], [responses[p * N + c] for p, c, _ in pairs])
     rejected = policy.response_logps([prompts[p] for p, _, _ in pairs], [responses[p * N + r] for p, _, r in pairs])
     assert torch.allclose(whole, (chosen - rejected).detach(), atol=VALUE_ATOL)
-    assert torch.allclose(policy_margins(policy, prompts, responses, pairs, N, micro_batch_size=2), whole,
+    assert torch.allclose(policy_margins(policy, prompts, responses, pairs, N, MicroBatching(2)), whole,
                           atol=VALUE_ATOL)
 
 
@@ -165,10 +165,10 @@ def test_a_rerun_micro_batch_draws_the_dropout_masks_of_its_first_run(model_path
     policy = make_policy(model_path, dropout=0.5)
     policy.model.train()
     torch.manual_seed(1)
-    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, micro_batch_size=2)
+    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, MicroBatching(2))
     after_measuring = torch.rand(1)
     torch.manual_seed(1)
-    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, micro_batch_size=2)
+    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, MicroBatching(2))
     pass_ = result.policy_pass
     sums = []
     result.backward(lambda total: (sums.append(float(total)), total.backward()))
@@ -176,3 +176,24 @@ def test_a_rerun_micro_batch_draws_the_dropout_masks_of_its_first_run(model_path
     assert len(sums) == len(pass_.batches) > 1
     assert sums == pytest.approx(expected, abs=1e-6)
     assert torch.equal(torch.rand(1), after_measuring)
+
+
+def test_a_process_with_fewer_micro_batches_runs_empty_ones_that_change_nothing(policy, step, monkeypatch):
+    """Several processes: every one runs as many micro-batches (forwards and backwards) as the one with the
+    most, so that DDP's and FSDP's collectives pair up; the extra ones carry weight 0."""
+    prompts, responses, pairs = step
+    _, expected = plain_gradient(policy, prompts, responses, pairs)
+    own = len(micro_batches(distinct_sequences(prompts, responses, pairs, N), 3))
+    batching = MicroBatching(3, agree=lambda count: count + 2)  # another rank has two more
+    forwards = []
+    forward = Policy.response_logps
+    monkeypatch.setattr(Policy, "response_logps", lambda self, *a, **k: forwards.append(1) or forward(self, *a, **k))
+    result = preference_loss(policy, prompts, responses, pairs, N, LOSS, batching)
+    backwards = []
+    for p in trainable(policy):
+        p.grad = None
+    result.backward(lambda total: (backwards.append(1), total.backward()))
+    got = torch.cat([p.grad.flatten() for p in trainable(policy)])
+    assert len(forwards) == 3 * (own + 2) and len(backwards) == own + 2  # reference, policy, rerun
+    assert (got - expected).norm() <= GRAD_RTOL * expected.norm()
+    assert len(result.policy_pass.batches) == own + 2 and result.policy_pass.batches[-1] == []

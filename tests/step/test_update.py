@@ -10,6 +10,7 @@ from test_preference import GRAD_RTOL, LOSS, VALUE_ATOL, N, make_policy, make_st
 from laser.selection.normalisers.identity import IdentityNormaliser
 from laser.selection.rewards.heldout import HeldOutAgreement
 from laser.selection.rewards.negative_loss import NegativeLoss
+from laser.step.microbatch import MicroBatching
 from laser.step.preference import policy_margins
 from laser.step.update import update_on_pairs
 
@@ -41,8 +42,8 @@ def run_update(model_path, step, micro_batch_size, holdout_every=0):
         calls.append(1)
 
     before = policy_margins(policy, prompts, responses, pairs, N)
-    evidence, loss, metrics = update_on_pairs(policy, prompts, responses, pairs, N, LOSS, micro_batch_size,
-                                              holdout_every, optimiser_step)
+    evidence, loss, metrics = update_on_pairs(policy, prompts, responses, pairs, N, LOSS,
+                                              MicroBatching(micro_batch_size), holdout_every, optimiser_step)
     return evidence, loss, metrics, grads[0], len(calls), before
 
 
