@@ -175,13 +175,13 @@ def import_laser() -> None:
 
 def laser_preference_loss(module, prompt_ids: list[list[int]], response_ids: list[list[int]],
                           pairs: list[tuple[int, int, int]], n: int):
-    """The per-pair losses [P] (with grad) and metrics of laser's step on `pairs`, with the module's beta,
-    label smoothing and NLL weight: what `LaserModule` trains on (laser/step/preference.py)."""
-    from laser.step.preference import preference_loss
+    """laser's step on `pairs` with the module's loss and micro-batch size, what `LaserModule` trains on
+    (laser/step/preference.py): per-pair losses [P] and metrics, and `.backward(backward_fn)`, which
+    accumulates the mean loss's gradient."""
+    from laser.step.preference import MicroBatching, preference_loss
 
-    result = preference_loss(module.policy, prompt_ids, response_ids, pairs, n, module.beta,
-                             module.label_smoothing, module.nll_weight)
-    return result.losses, result.metrics
+    return preference_loss(module.policy, prompt_ids, response_ids, pairs, n, module.loss,
+                           MicroBatching(module.micro_batch_size))
 
 
 def trl_clock(device: str, warmup: int, memory: PeakMemory, ends: list[float], logs: list[dict], peak: dict):

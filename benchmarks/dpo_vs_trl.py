@@ -91,7 +91,7 @@ def laser_child(a: argparse.Namespace) -> dict:
         "policy=hf", f"policy.model_name_or_path={a.model_dir}", f"policy.dtype={a.dtype}",
         f"policy.lora.r={a.lora_r}", f"policy.lora.lora_alpha={a.lora_alpha}", "policy.lora.lora_dropout=0.0",
         f"policy.lora.target_modules=[{','.join(a.lora_targets)}]", f"policy.max_prompt_tokens={a.prompt_len}",
-        f"laser.beta={a.beta}", "laser.nll_weight=0.0", f"laser.lr={a.lr}", "laser.weight_decay=0.0",
+        f"loss.beta={a.beta}", "loss.nll_weight=0.0", f"laser.lr={a.lr}", "laser.weight_decay=0.0",
         "laser.max_grad_norm=1.0", "bandit=single", f"paths.cache_dir={a.workdir}/cache",
     ], out)
     module = parts["module"]
@@ -111,10 +111,10 @@ def laser_child(a: argparse.Namespace) -> dict:
         rows = slice(i * a.pairs, (i + 1) * a.pairs)
         responses = [r for pair in zip(chosen[rows], rejected[rows], strict=True) for r in pair]
         pairs = [(p, 0, 1) for p in range(a.pairs)]
-        pair_losses, metrics = laser_preference_loss(module, prompts[rows], responses, pairs, 2)
-        loss = pair_losses.mean()
+        result = laser_preference_loss(module, prompts[rows], responses, pairs, 2)
+        loss, metrics = result.losses.mean(), result.metrics
         optimiser.zero_grad()
-        loss.backward()
+        result.backward(torch.Tensor.backward)
         torch.nn.utils.clip_grad_norm_(trainable, module.max_grad_norm)
         optimiser.step()
         return {"loss": float(loss.detach()), "logps/chosen": metrics["logps/chosen"],

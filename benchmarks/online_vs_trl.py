@@ -4,7 +4,7 @@ prompts per second over the same prompts.
 TRL 1.16 keeps its online DPO in `trl.experimental.online_dpo.OnlineDPOTrainer`. It always samples 2
 responses per prompt and makes 1 pair per prompt (chosen = the higher reward; the first on a tie), with
 no NLL term and no RM selection. laser is set to the same work: `bandit=single` (one fixed RM),
-`laser.num_samples=2`, `laser.pairs_per_prompt=1`, `laser.nll_weight=0`. Both get:
+`laser.num_samples=2`, `laser.pairs_per_prompt=1`, `loss.nll_weight=0`. Both get:
 
 - the same policy: a locally built Llama (random weights, no hub), the same LoRA (r, alpha, targets and
   the same seeded initial weights), the same dtype and torch threads, no activation checkpointing;
@@ -110,7 +110,7 @@ def laser_child(a: argparse.Namespace) -> dict:
         "task=arithmetic_legacy", "rm_pool=tiny",  # the prompts and pool these figures were first measured on
         "rm_pool.models.arith_judge=null", "rm_pool.models.compare_judge=null", "rm_pool.models.noise=null",
         f"+rm_pool.models.rm={rm}", f"rm_pool.device={a.device}", "bandit=single", "bandit.arm=rm",
-        "laser.num_samples=2", "laser.pairs_per_prompt=1", "laser.nll_weight=0.0", f"laser.beta={a.beta}",
+        "laser.num_samples=2", "laser.pairs_per_prompt=1", "loss.nll_weight=0.0", f"loss.beta={a.beta}",
         f"laser.lr={a.lr}", "laser.weight_decay=0.0", "laser.max_grad_norm=1.0", "laser.iterations=1",
         f"data.batch_size={a.prompts}", f"data.steps_per_iteration={steps}", f"data.eval_limit={a.prompts}",
         f"trainer.accelerator={'gpu' if a.device.startswith('cuda') else 'cpu'}", "trainer.enable_progress_bar=false",

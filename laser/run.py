@@ -71,7 +71,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 
 def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Instantiate task, RM pool, selector, context, selector reward, data, policy and the LASeR module.
+    """Instantiate task, RM pool, selector, context, selector reward, loss, data, policy and the LASeR module.
 
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
     from laser.step.module import LaserModule
@@ -83,9 +83,10 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     selector = instantiate(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names, _convert_="all")
     context = instantiate(cfg.context)
     selector_reward = instantiate(cfg.selector_reward)
+    loss = instantiate(cfg.loss)
     datamodule = instantiate(cfg.data, task=task)
     policy = instantiate(cfg.policy, task=task, _convert_="all")
-    module = LaserModule(policy, rm_pool, selector, task, selector_reward, output_dir=str(output_dir),
+    module = LaserModule(policy, rm_pool, selector, task, selector_reward, loss=loss, output_dir=str(output_dir),
                          stop_after_iteration=cfg.get("stop_after_iteration"), context=context, **laser_cfg)
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool, "selector": selector}
 

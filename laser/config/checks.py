@@ -51,9 +51,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "laser.iterations": (_integer(1), "an integer >= 1"),
     "laser.num_samples": (_integer(2), "an integer >= 2 (pairs need two responses)"),
     "laser.pairs_per_prompt": (_integer(1), "an integer >= 1"),
-    "laser.beta": (_number(0, low_open=True), "a number > 0"),
-    "laser.label_smoothing": (_number(0, 0.5, high_open=True), "a number in [0, 0.5)"),
-    "laser.nll_weight": (_number(0), "a number >= 0"),
+    "laser.micro_batch_size": (_optional(_integer(1)), "null (all sequences at once) or an integer >= 1"),
+    "loss.beta": (_number(0, low_open=True), "a number > 0"),
+    "loss.label_smoothing": (_number(0, 0.5, high_open=True), "a number in [0, 0.5)"),
+    "loss.nll_weight": (_number(0), "a number >= 0"),
     "laser.lr": (_number(0, low_open=True), "a number > 0"),
     "laser.weight_decay": (_number(0), "a number >= 0"),
     "laser.max_grad_norm": (_number(0), "a number >= 0 (0 disables clipping)"),
@@ -93,6 +94,19 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+# Knobs that moved to another key: the old key fails with one line naming the new one.
+MOVED = {f"laser.{name}": f"loss.{name}" for name in ("beta", "label_smoothing", "nll_weight")}
+
+
+def moved_knob(key: str, value: Any) -> str | None:
+    """The one-line message for a knob that moved (`laser.beta=0.2` -> use `loss.beta=0.2`), or None."""
+    if key.lstrip("+~") not in MOVED:
+        return None
+    new = MOVED[key.lstrip("+~")]
+    return (f"config {key.lstrip('+~')}={value} moved: the loss is its own config group (conf/loss/), "
+            f"set {new}={value} instead")
+
+
 def check_values(group: str, **values: Any) -> None:
     """Raise the one-line `LaserConfigError` of the first `<group>.<name>` value that breaks its rule,
     e.g. `check_values("laser", num_samples=1)` -> `config laser.num_samples=1: must be an integer >= 2 ...`."""
@@ -109,6 +123,10 @@ def _check(key: str, value: Any) -> None:
 def check_config(cfg: DictConfig) -> None:
     """Raise a one-line LaserConfigError for the first knob outside its valid range."""
     missing = object()
+    for key in MOVED:  # an experiment file or `+laser.beta=` that still sets an old key
+        value = OmegaConf.select(cfg, key, default=missing)
+        if value is not missing:
+            raise LaserConfigError(moved_knob(key, value))
     for key in RULES:
         value = OmegaConf.select(cfg, key, default=missing)
         if value is not missing:  # else the knob does not exist in this composition (another policy or bandit)
@@ -129,7 +147,8 @@ def check_config(cfg: DictConfig) -> None:
 
 def unknown_group_choice(argv: list[str], conf_dir: Path) -> str | None:
     """One line for the first command-line override that picks a config-group choice with no yaml file
-    in `conf_dir` (`bandit=nope`, `+experiment=nope`, a sweep `bandit=linucb,nope`), or None.
+    in `conf_dir` (`bandit=nope`, `+experiment=nope`, a sweep `bandit=linucb,nope`) or sets a knob that
+    moved (`laser.beta=0.2`: Hydra would say only that the key is not in the struct), or None.
 
     Hydra's own message for this is a dozen lines and exit code 1; laser's bad input is one line and
     exit code 2. `hydra/...` groups (launchers and sweepers come from plugins too) are left to Hydra."""
@@ -142,6 +161,8 @@ def unknown_group_choice(argv: list[str], conf_dir: Path) -> str | None:
         return None
     for override in overrides:
         group = override.key_or_group
+        if not override.is_delete() and moved_knob(group, "") is not None:
+            return moved_knob(group, (override.input_line or "=").split("=", 1)[1])
         folder = conf_dir / group
         if group.startswith("hydra") or override.is_delete() or not folder.is_dir():
             continue

@@ -28,6 +28,13 @@ def any_rank(trainer, flag: bool) -> bool:
     return ranks_where(trainer, flag) > 0
 
 
+def most_of_any_rank(trainer, count: int) -> int:
+    """The largest `count` of any rank (`count` itself in a single process)."""
+    if trainer.world_size == 1:
+        return count
+    return int(trainer.strategy.reduce(torch.tensor(float(count), device=trainer.strategy.root_device), reduce_op="max"))
+
+
 def summed_counts(trainer, counts: dict[str, int]) -> dict[str, int]:
     """Per-name counts summed over ranks (same names, same order on every rank)."""
     if trainer.world_size == 1:

@@ -213,7 +213,8 @@ class Policy(torch.nn.Module):
                 logits = self.model(**inputs).logits
         else:
             logits = self.model(**inputs).logits
-        logits = logits[:, -keep:]
+        if logits.shape[1] != keep:  # a full-width slice would still cost a zero-filled gradient copy
+            logits = logits[:, -keep:]
         tail = slice(width - keep, width)
         return sequence_logps(logits, batch["input_ids"][:, tail], batch["response_mask"][:, tail])
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from laser.hf import chat_text
+from laser.policy.logps import token_logps
 from laser.rewards.base import ScoringBatch
 from laser.rewards.hf_base import LazyHFRewardModel
 from laser.rewards.rm_inputs import Encoded, pad_right
@@ -87,9 +88,11 @@ class LikelihoodRM(LazyHFRewardModel):
         pass) and how many tokens that is; float32 on the CPU. `ImplicitDPORM` calls it twice."""
         input_ids, attention, scored = pad_encoded(encoded, self.tokenizer.pad_token_id)
         logits = self.forward(model, input_ids, attention).logits
-        # Token t is predicted by the logits at t - 1, so the first token is never scored.
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
-        token_logprobs = logprobs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+        # Token t is predicted by the logits at t - 1, so the first token is never scored. The scored tokens'
+        # log-probs are gathered on the model's device (chunked, no full-vocabulary float32 copy): only
+        # [batch, tokens] moves to the CPU.
+        next_tokens = torch.nn.functional.pad(input_ids[:, 1:], (0, 1)).to(logits.device)
+        token_logprobs = token_logps(logits, next_tokens)[:, :-1].float().cpu()
         mask = scored[:, 1:]
         return (token_logprobs * mask).sum(-1), mask.sum(-1)
 

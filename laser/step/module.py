@@ -6,7 +6,7 @@
             -> scores = the chosen RMs' scores   only they run               laser/rewards/pool.py
             -> pairs = build_preference_pairs    per prompt, ties skipped    laser/step/pairs.py
             -> loss = DPO (+ nll_weight * NLL)   reference = adapter off     laser/step/preference.py
-            -> optimiser step                    AdamW on the LoRA weights
+            -> optimiser step                    AdamW; micro-batches add up  laser/step/microbatch.py
             -> selector.update(reward)           the bandit's reward (paper: -loss) laser/selection/rewards/
 
 What sits beside the step, behind one call each: RM faults (laser/step/rm_faults.py), what a step
@@ -30,7 +30,7 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 from laser.config.checks import check_values
-from laser.distributed.processes import any_rank
+from laser.distributed.processes import any_rank, most_of_any_rank
 from laser.distributed.sharding import shard_policy
 from laser.policy.policy import Policy, Samples
 from laser.rewards.pool import RewardModelPool
@@ -45,6 +45,8 @@ from laser.step import records
 from laser.step.counterfactuals import record_counterfactuals
 from laser.step.decisions import Decision, shared_decision
 from laser.step.iteration import IterationHooks
+from laser.step.losses import DPOLoss
+from laser.step.microbatch import MicroBatching
 from laser.step.pairs import build_preference_pairs
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
 from laser.step.state import module_state, restore_module_state, restore_policy_weights
@@ -61,9 +63,10 @@ class LaserModule(IterationHooks, L.LightningModule):
     Args:
         num_samples: responses sampled per prompt (paper: 30); generation cost grows linearly.
         pairs_per_prompt: preference pairs per prompt (paper: 10), top-scored vs lower-scored.
-        beta: DPO temperature; label_smoothing: conservative DPO for noisy labels.
-        nll_weight: weight of the NLL term on chosen responses (paper: 1 for reasoning, 0 for
-            instruction following).
+        loss: the preference loss (`conf/loss/`: DPO + nll_weight * NLL, laser/step/losses.py); the step
+            hands it log-probs and reads per-pair losses, never its knobs.
+        micro_batch_size: sequences per forward/backward of the update (None: all of the step's distinct
+            responses at once); gradient accumulation, one optimiser step, the whole batch's gradient.
         lr, weight_decay, max_grad_norm: AdamW on the LoRA weights only.
         refresh_reference: merge the adapter into the reference after every iteration (paper).
         output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
@@ -81,15 +84,15 @@ class LaserModule(IterationHooks, L.LightningModule):
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
-                 selector_reward: SelectorReward, num_samples: int = 4, pairs_per_prompt: int = 1,
-                 beta: float = 0.1, label_smoothing: float = 0.0, nll_weight: float = 1.0, lr: float = 5e-6,
+                 selector_reward: SelectorReward, loss: DPOLoss | None = None, num_samples: int = 4,
+                 pairs_per_prompt: int = 1, micro_batch_size: int | None = None, lr: float = 5e-6,
                  weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
                  output_dir: str | None = None, stop_after_iteration: int | None = None,
                  context: Context | None = None, log_samples_every: int = 20,
                  on_rm_fault: str = "skip", on_no_pairs: str = "skip", counterfactuals: bool = False) -> None:
         super().__init__()
-        check_values("laser", num_samples=num_samples, pairs_per_prompt=pairs_per_prompt, beta=beta, lr=lr,
-                     nll_weight=nll_weight, on_rm_fault=on_rm_fault, on_no_pairs=on_no_pairs)
+        check_values("laser", num_samples=num_samples, pairs_per_prompt=pairs_per_prompt, lr=lr,
+                     micro_batch_size=micro_batch_size, on_rm_fault=on_rm_fault, on_no_pairs=on_no_pairs)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
@@ -98,7 +101,7 @@ class LaserModule(IterationHooks, L.LightningModule):
         self.log_samples_every, self.on_rm_fault, self.on_no_pairs = log_samples_every, on_rm_fault, on_no_pairs
         self.counterfactuals = counterfactuals
         self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
-        self.beta, self.label_smoothing, self.nll_weight = beta, label_smoothing, nll_weight
+        self.loss, self.micro_batch_size = loss or DPOLoss(nll_weight=1.0), micro_batch_size
         self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
         self.refresh_each_iteration = refresh_reference
         self.output_dir, self.stop_after_iteration = Path(output_dir) if output_dir else None, stop_after_iteration
@@ -221,10 +224,11 @@ class LaserModule(IterationHooks, L.LightningModule):
                 self.selector.update(decision.selection, decision.context, reward, None)
         records.record_skip(self, "no_pairs", decisions, batch)
 
-    def _optimiser_step(self, loss: torch.Tensor) -> None:
+    def _optimiser_step(self, accumulate) -> None:
+        """Zero the gradients, `accumulate(manual_backward)` (one backward per micro-batch), clip, step."""
         optimiser = self.optimizers()
         optimiser.zero_grad()
-        self.manual_backward(loss)
+        accumulate(self.manual_backward)
         if self.max_grad_norm:
             self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
         optimiser.step()
@@ -238,9 +242,12 @@ class LaserModule(IterationHooks, L.LightningModule):
         if not all(decision.selection.trains for decision in decisions):
             self.tracker.skipped["exploration_not_trained"] += 1
             return update_then_undo(self, pairs, prompt_ids, samples.response_ids)
-        return update_on_pairs(self.policy, prompt_ids, samples.response_ids, pairs, self.num_samples, self.beta,
-                               self.label_smoothing, self.nll_weight, self.selector_reward.holdout_every,
-                               self._optimiser_step)
+        return update_on_pairs(self.policy, prompt_ids, samples.response_ids, pairs, self.num_samples, self.loss,
+                               self.micro_batching(), self.selector_reward.holdout_every, self._optimiser_step)
+
+    def micro_batching(self) -> MicroBatching:
+        """`micro_batch_size` sequences per micro-batch, as many micro-batches on every rank (collectives pair up)."""
+        return MicroBatching(self.micro_batch_size, agree=lambda count: most_of_any_rank(self.trainer, count))
 
     def _reward(self, decisions: list[Decision], batch: list[Example], responses: list[str],
                 feedback: StepFeedback, evidence: StepEvidence, pairs: list[tuple[int, int, int]]) -> dict[str, float]:

@@ -17,24 +17,29 @@ import torch
 
 from laser.policy.policy import Policy
 from laser.selection.rewards.base import StepEvidence, holdout_split
+from laser.step.losses import DPOLoss
+from laser.step.microbatch import Backward, MicroBatching
 from laser.step.preference import Pair, policy_margins, preference_loss, step_evidence
+
+# optimiser_step(accumulate): zero the gradients, `accumulate(backward)` (one backward per micro-batch), clip, step
+OptimiserStep = Callable[[Callable[[Backward], None]], None]
 
 
 def update_on_pairs(policy: Policy, prompt_ids: list[list[int]], response_ids: list[list[int]], pairs: list[Pair],
-                    n: int, beta: float, label_smoothing: float, nll_weight: float, holdout_every: int,
-                    optimiser_step: Callable[[torch.Tensor], None]) -> tuple[StepEvidence, torch.Tensor, dict]:
-    """Train on the pairs (but every `holdout_every`-th prompt's, when > 0) with `optimiser_step(loss)`;
-    return the evidence (trained pairs' losses and log-probs before the step, held-back pairs' policy
-    margins before and after it), the detached mean loss, and the loss's metrics."""
+                    n: int, loss: DPOLoss, micro_batching: MicroBatching, holdout_every: int,
+                    optimiser_step: OptimiserStep) -> tuple[StepEvidence, torch.Tensor, dict]:
+    """Train on the pairs (but every `holdout_every`-th prompt's, when > 0) with one `optimiser_step` on the
+    mean `loss`, accumulated over `micro_batching`'s micro-batches; return the evidence
+    (trained pairs' losses and log-probs before the step, held-back pairs' policy margins before and after
+    it), the mean loss, and the loss's metrics."""
     trained, held = holdout_split(pairs, holdout_every)
     if not trained:  # every pair belongs to a held-back prompt: train on them all, measure nothing held
         trained, held = pairs, []
-    before = policy_margins(policy, prompt_ids, response_ids, held, n)
-    result = preference_loss(policy, prompt_ids, response_ids, trained, n, beta, label_smoothing, nll_weight)
-    loss = result.losses.mean()
-    optimiser_step(loss)
-    after = policy_margins(policy, prompt_ids, response_ids, held, n)
-    return step_evidence(trained, result, result.losses, held, before, after), loss.detach(), result.metrics
+    before = policy_margins(policy, prompt_ids, response_ids, held, n, micro_batching)
+    result = preference_loss(policy, prompt_ids, response_ids, trained, n, loss, micro_batching)
+    optimiser_step(result.backward)
+    after = policy_margins(policy, prompt_ids, response_ids, held, n, micro_batching)
+    return step_evidence(trained, result, held, before, after), result.losses.mean(), result.metrics
 
 
 def update_then_undo(module: L.LightningModule, pairs: list[Pair], prompt_ids: list[list[int]],
@@ -46,16 +51,16 @@ def update_then_undo(module: L.LightningModule, pairs: list[Pair], prompt_ids: l
     adapter, state = policy.adapter_state_dict(), copy.deepcopy(optimiser.state_dict())
     trainable = [p for p in policy.parameters() if p.requires_grad]
 
-    def step(loss: torch.Tensor) -> None:
+    def step(accumulate: Callable[[Backward], None]) -> None:
         optimiser.zero_grad()
-        loss.backward()
+        accumulate(torch.Tensor.backward)
         if module.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(trainable, module.max_grad_norm)
         optimiser.step()
 
     try:
-        return update_on_pairs(policy, prompt_ids, response_ids, pairs, module.num_samples, module.beta,
-                               module.label_smoothing, module.nll_weight, module.selector_reward.holdout_every, step)
+        return update_on_pairs(policy, prompt_ids, response_ids, pairs, module.num_samples, module.loss,
+                               module.micro_batching(), module.selector_reward.holdout_every, step)
     finally:
         policy.load_adapter_state_dict(adapter)
         optimiser.load_state_dict(copy.deepcopy(state))

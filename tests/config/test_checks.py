@@ -12,8 +12,9 @@ from laser.run import run
 @pytest.mark.parametrize(("override", "message"), [
     ("laser.num_samples=1", "config laser.num_samples=1: must be an integer >= 2"),
     ("laser.num_samples=abc", "config laser.num_samples='abc': must be an integer"),
-    ("laser.beta=0", "config laser.beta=0: must be a number > 0"),
-    ("laser.label_smoothing=0.5", "laser.label_smoothing=0.5: must be a number in [0, 0.5)"),
+    ("loss.beta=0", "config loss.beta=0: must be a number > 0"),
+    ("loss.label_smoothing=0.5", "loss.label_smoothing=0.5: must be a number in [0, 0.5)"),
+    ("laser.micro_batch_size=0", "config laser.micro_batch_size=0: must be null (all sequences at once) or an integer >= 1"),
     ("laser.iterations=0", "config laser.iterations=0: must be an integer >= 1"),
     ("policy.temperature=0", "config policy.temperature=0: must be a number > 0"),
     ("policy.top_p=1.5", "policy.top_p=1.5"),
@@ -64,3 +65,18 @@ def test_unknown_gsm8k_extraction_lists_the_valid_ones(make_config, tmp_path):
     cfg = make_config(["task=gsm8k", f"task.data_dir={data}", "task.extraction=nope"])
     with pytest.raises(LaserConfigError, match=r"task\.extraction='nope' is not one of \['strict', 'flexible'\]"):
         run(cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize("override", ["laser.beta=0.2", "laser.nll_weight=0", "+laser.label_smoothing=0.1"])
+def test_a_loss_knob_under_its_old_key_names_the_new_one_in_one_line(override, make_config, tmp_path):
+    """`laser.beta=` on the command line (Hydra alone would say "Key 'beta' is not in struct"), and an old key
+    that reaches the composed config (`+laser.beta=`, or an experiment file that still sets it)."""
+    from laser.config.checks import CONF_DIR, unknown_group_choice
+
+    key, value = override.lstrip("+").split("=")
+    expected = f"config {key}={value} moved: the loss is its own config group (conf/loss/), set loss.{key[6:]}={value}"
+    assert unknown_group_choice([override], CONF_DIR).startswith(expected)
+    if override.startswith("+"):
+        with pytest.raises(LaserConfigError) as error:
+            run(make_config([override]), tmp_path / "run")
+        assert str(error.value).startswith(expected) and "\n" not in str(error.value)

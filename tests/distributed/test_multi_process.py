@@ -138,3 +138,12 @@ def test_a_resumed_multi_process_run_ends_as_an_uninterrupted_one(tmp_path_facto
     the same strategy and process count, to the bit (the same operations in the same order)."""
     resumed = run_in(tmp_path_factory, f"{trainer}-resumed", trainer, stop_after=1)
     assert outcome(resumed) == outcome(request.getfixturevalue(f"{trainer}_run"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["ddp", "fsdp"])
+def test_micro_batches_under_several_processes_match_one_micro_batch(tmp_path_factory, ddp_run, trainer):
+    """laser.micro_batch_size: one backward per micro-batch (each one synchronised: Lightning's manual_backward
+    prepares DDP's reducer every time; FSDP2 reduce-scatters each), then one optimiser step, as one backward."""
+    micro = run_in(tmp_path_factory, f"{trainer}-micro", trainer, extra=["laser.micro_batch_size=2"])
+    assert_same_up_to_rounding(outcome(micro), outcome(ddp_run))

@@ -3,7 +3,8 @@ whole code path on a tiny shape on the CPU (generate, RM scoring, the DPO step w
 activation checkpointing, LinUCB's share of the step, and the comparison with TRL when trl is
 installed). And the laser-vs-TRL scripts: their no-TRL exit everywhere, their tiny-shape run where
 trl is installed (the `bench` extra; the CI venv has only `.[dev]`, so there they skip), and TRL kept
-out of the core install."""
+out of the core install. And update_microbatch.py on a tiny shape: the same gradient before and after, the
+distinct responses counted, its verdicts."""
 
 from __future__ import annotations
 
@@ -114,3 +115,23 @@ def test_online_vs_trl_on_a_tiny_shape_trains_on_the_same_prompts_and_gives_a_ve
     assert "same prompt batches True" in out and "laser generated 96 tokens (budget 96)" in out
     assert "TRL completions with an EOS (cut short): 0%" in out
     assert re.search(r"^target: laser prompts/s >= 1.0x TRL's online DPO .* -> (PASS|FAIL)$", out, re.M)
+
+
+# ---- the micro-batched update --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_update_microbatch_on_a_tiny_shape_computes_each_response_once_with_the_same_gradient():
+    result = run_versus("update_microbatch.py", "--prompts", "2", "--samples", "4", "--pairs-per-prompt", "3",
+                        "--prompt-len", "8", "--response-len", "8", "--hidden", "32", "--layers", "1", "--heads", "2",
+                        "--vocab", "512", "--micro-batch", "2", "--warmup", "0", "--repeats", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "6 pairs" in out and "sequences per step: before 12 (chosen + rejected of every pair), after 8 distinct" in out
+    assert re.search(r"^target: same gradient as before within 1e-4 relative \(measured [\d.e+-]+\) -> PASS$", out, re.M)
+    for name in ("before", r"after \(micro_batch_size null\)", r"after \(micro_batch_size 2\)"):
+        assert re.search(rf"^step time {name} +: +[\d.]+ ms", out, re.M)
+        assert re.search(rf"^peak tensor memory of a step, {name} +: 6 pairs +[\d.]+ MiB \| 24 pairs +[\d.]+ MiB", out,
+                         re.M)
+    assert re.search(r"^target: after \(micro_batch_size null\) >= 1.5x .* -> (PASS|FAIL)$", out, re.M)
+    assert re.search(r"^target: after \(micro_batch_size 2\) peak memory within 10% .* -> PASS$", out, re.M)

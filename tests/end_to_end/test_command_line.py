@@ -52,3 +52,8 @@ def test_cli_policy_path_that_does_not_exist(tmp_path):
 def test_cli_malformed_laser_value(tmp_path):
     line = one_error_line(run_cli(tmp_path, "laser.num_samples=1"))
     assert "laser.num_samples=1" in line and ">= 2" in line
+
+
+def test_cli_loss_knob_under_its_old_key_names_the_new_one(tmp_path):
+    line = one_error_line(run_cli(tmp_path, "laser.beta=0.2"))
+    assert "laser.beta=0.2 moved" in line and "set loss.beta=0.2 instead" in line

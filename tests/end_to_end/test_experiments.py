@@ -34,7 +34,7 @@ def test_gsm8k_experiment_composes_to_the_paper_configuration(make_config, tmp_p
         "allenai/OLMo-7B-0724-Instruct-hf"]
     assert cfg.bandit._target_.endswith("LinUCB") and cfg.bandit.alpha == 0.1 and cfg.bandit.ridge_lambda == 1.0
     assert (cfg.laser.iterations, cfg.laser.num_samples, cfg.laser.pairs_per_prompt) == (10, 30, 10)
-    assert cfg.laser.lr == 5e-6 and cfg.laser.nll_weight == 1.0 and cfg.data.batch_size == 16
+    assert cfg.laser.lr == 5e-6 and cfg.loss.nll_weight == 1.0 and cfg.data.batch_size == 16
     assert cfg.task._target_.endswith("GSM8K")
 
 

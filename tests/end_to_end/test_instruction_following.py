@@ -16,7 +16,7 @@ def test_tiny_laser_run_on_alpaca_eval_reports_a_win_rate(make_config, tmp_path)
     out = tmp_path / "run"
     cfg = make_config(["task=alpaca_eval", f"task.data_file={require_data(ALPACA)}", "task.train_limit=16",
                        "task.test_limit=4", "rm_pool=tiny_instruct", "policy.max_new_tokens=8",
-                       "policy.warm_start.steps=5", "laser.nll_weight=0", "laser.num_samples=2",
+                       "policy.warm_start.steps=5", "loss.nll_weight=0", "laser.num_samples=2",
                        "laser.pairs_per_prompt=1", "data.batch_size=2", "data.steps_per_iteration=2",
                        "laser.iterations=1", "data.group_by_category=false"], output_dir=out)
     results = run(cfg, out)
@@ -37,7 +37,7 @@ def test_each_evaluation_writes_alpaca_eval_model_outputs(make_config, tmp_path)
 
     run(make_config(["task=alpaca_eval", f"task.data_file={data}", "task.train_limit=8", "task.test_limit=3",
                      "rm_pool=tiny_instruct", "policy.max_new_tokens=4", "policy.warm_start.steps=2",
-                     "laser.nll_weight=0", "laser.num_samples=2", "data.batch_size=2", "data.steps_per_iteration=1",
+                     "loss.nll_weight=0", "laser.num_samples=2", "data.batch_size=2", "data.steps_per_iteration=1",
                      "laser.iterations=1", "data.group_by_category=false"], output_dir=out), out)
     for iteration in (0, 1):
         outputs = json.loads((out / "model_outputs" / f"iteration-{iteration}.json").read_text())

@@ -153,7 +153,7 @@ def test_each_task_runs_offline_on_its_local_files(task, folder, extra, metric, 
     cfg = make_config([f"task={task}", location, "task.train_limit=16", "task.test_limit=4", "laser.iterations=1",
                        "data.steps_per_iteration=1", "data.group_by_category=false", "data.batch_size=2",
                        "laser.num_samples=2", "policy.max_new_tokens=6", "policy.warm_start.steps=2",
-                       "policy.tiny.vocab_size=300"] + (["rm_pool=tiny_instruct", "laser.nll_weight=0"]
+                       "policy.tiny.vocab_size=300"] + (["rm_pool=tiny_instruct", "loss.nll_weight=0"]
                                                         if task == "mt_bench" else []) + extra)
     results = run(cfg, tmp_path / "run")
     assert results["task"] == task and metric in results["final"]

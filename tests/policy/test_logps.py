@@ -1,4 +1,5 @@
-"""Response log-probs from logits (`laser.policy.logps.sequence_logps`) against hand-computed values."""
+"""Response log-probs from logits (`laser.policy.logps.sequence_logps`) against hand-computed values, and their
+gradient against plain autograd (gradcheck in float64; no float32 copy of bfloat16 logits kept for backward)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import pytest
 import torch
 
+from laser.policy import logps
 from laser.policy.logps import sequence_logps
 
 
@@ -67,3 +69,42 @@ def test_sequence_logps_of_bfloat16_logits_are_float32_and_match_float64():
     reference = torch.gather(logits[:, :-1].double().log_softmax(-1), 2, labels[:, 1:, None]).squeeze(-1)
     assert out.dtype == torch.float32
     assert torch.allclose(out.double(), (reference * mask[:, 1:]).sum(-1), atol=1e-4)
+
+
+# ---- the backward: the gradient of plain autograd, without a float32 copy of the vocabulary -------------
+
+
+def plain_sequence_logps(logits, labels, mask):
+    """The textbook form: a full log_softmax in float32 or wider, gathered and masked (what autograd knows)."""
+    logprobs = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+    return (torch.gather(logprobs, 2, labels[:, 1:, None]).squeeze(-1) * mask[:, 1:]).sum(-1)
+
+
+@pytest.mark.parametrize("chunk", [1 << 22, 7])  # one chunk; chunks of one position, splitting rows
+def test_sequence_logps_gradient_passes_gradcheck_in_float64(chunk, monkeypatch):
+    monkeypatch.setattr(logps, "CHUNK_ELEMENTS", chunk)
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 7, (3, 5))
+    mask = torch.tensor([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert torch.autograd.gradcheck(lambda x: sequence_logps(x, labels, mask), (logits,))
+    weights = torch.randn(3, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((sequence_logps(logits, labels, mask) * weights).sum(), logits)
+    (plain,) = torch.autograd.grad((plain_sequence_logps(logits, labels, mask) * weights).sum(), logits)
+    assert torch.allclose(ours, plain, atol=1e-12)
+
+
+def test_bfloat16_backward_keeps_no_float32_copy_of_the_logits_and_matches_plain_autograd():
+    torch.manual_seed(0)
+    logits = (torch.randn(4, 6, 64) * 3).to(torch.bfloat16).requires_grad_()
+    labels = torch.randint(0, 64, (4, 6))
+    mask = torch.ones(4, 6, dtype=torch.long)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        ours = sequence_logps(logits, labels, mask)
+    vocabulary_wide = [t for t in saved if t.dim() and t.shape[-1] == 64]  # per row or whole: any upcast copy
+    assert vocabulary_wide and all(t.dtype == torch.bfloat16 for t in vocabulary_wide)
+    (grad,) = torch.autograd.grad(ours.sum(), logits)
+    (plain,) = torch.autograd.grad(plain_sequence_logps(logits, labels, mask).sum(), logits)
+    assert grad.dtype == torch.bfloat16
+    assert torch.allclose(grad.float(), plain.float(), atol=1e-2)  # one bfloat16 rounding of values below 1

@@ -1,4 +1,5 @@
-"""The preference losses against hand-computed values: DPO (plain and label-smoothed) and NLL."""
+"""The preference losses against hand-computed values: DPO (plain and label-smoothed) and NLL, and the loss
+object the step is given (`DPOLoss`, built from conf/loss/)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import pytest
 import torch
 
-from laser.step.losses import dpo_loss, nll_loss
+from laser.errors import LaserConfigError
+from laser.step.losses import DPOLoss, dpo_loss, nll_loss
 
 
 def t(*values):
@@ -94,3 +96,44 @@ def test_nll_zero_length_does_not_divide_by_zero():
     out = nll_loss(t(0.0, -4.0), torch.tensor([0, 0]))
     assert torch.isfinite(out).all()
     assert out.tolist() == pytest.approx([0.0, 4.0])
+
+
+# ---- the loss object the step is given (conf/loss/) ------------------------------------------------------
+
+
+def test_dpo_loss_object_adds_the_weighted_per_token_nll_by_hand():
+    # logits = 0.5 * ((-1 - -2) - (-3 - -2)) = 1.0; NLL of the chosen = 1 / 2 tokens = 0.5
+    out = DPOLoss(beta=0.5, nll_weight=2.0)(t(-1.0), t(-3.0), t(-2.0), t(-2.0), t(2.0), t(7.0))
+    assert out.dpo_losses.item() == pytest.approx(-log_sigmoid(1.0), abs=1e-12)
+    assert out.nll_losses.item() == pytest.approx(0.5, abs=1e-12)
+    assert out.losses.item() == pytest.approx(-log_sigmoid(1.0) + 2.0 * 0.5, abs=1e-12)
+    assert (out.chosen_rewards.item(), out.rejected_rewards.item()) == pytest.approx((0.5, -0.5))
+
+
+def test_dpo_loss_object_with_label_smoothing_and_no_nll_is_the_function():
+    args = (t(0.0, -3.0), t(-5.0, 0.0), t(-1.0, -1.0), t(-1.0, 0.0))
+    out = DPOLoss(beta=0.1, label_smoothing=0.2)(*args, t(3.0, 1.0), t(2.0, 2.0))
+    assert torch.equal(out.losses, dpo_loss(*args, beta=0.1, label_smoothing=0.2).losses)
+
+
+@pytest.mark.parametrize(("knobs", "message"), [
+    ({"beta": 0}, "config loss.beta=0: must be a number > 0"),
+    ({"label_smoothing": 0.5}, "config loss.label_smoothing=0.5: must be a number in [0, 0.5)"),
+    ({"nll_weight": -1}, "config loss.nll_weight=-1: must be a number >= 0"),
+])
+def test_dpo_loss_object_refuses_bad_knobs_in_one_line(knobs, message):
+    with pytest.raises(LaserConfigError) as error:
+        DPOLoss(**knobs)
+    assert str(error.value) == message
+
+
+def test_the_loss_group_builds_the_object_with_its_knobs():
+    from conftest import compose_config
+
+    from laser.config.instantiate import instantiate
+
+    loss = instantiate(compose_config(["loss.beta=0.3", "loss.nll_weight=0"]).loss)
+    assert isinstance(loss, DPOLoss) and (loss.beta, loss.label_smoothing, loss.nll_weight) == (0.3, 0.0, 0.0)
+    paper = compose_config(["+experiment=gsm8k"])
+    assert (paper.loss.beta, paper.loss.nll_weight, paper.laser.micro_batch_size) == (0.1, 1.0, 8)
+    assert compose_config(["+experiment=instruction_following"]).loss.nll_weight == 0
