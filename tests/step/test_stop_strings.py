@@ -10,8 +10,8 @@ import pytest
 import torch
 from peft import PeftModelForCausalLM
 
+import laser.step.losses as losses
 import laser.step.module as step_module
-import laser.step.preference as preference
 from laser.rewards.verifier import VerifierRM
 from laser.run import run
 from laser.tasks.gsm8k import GSM8K
@@ -70,13 +70,13 @@ def test_a_response_is_graded_scored_and_trained_on_up_to_the_stop_string(halt, 
         self.tokens_processed += sum(len(seen["tokenizer"].encode(r, add_special_tokens=False)) for r in batch.responses)
         return torch.tensor([float(batch.task.extract_answer(r) == "5") for r in batch.responses])
 
-    real_evaluate, real_update, real_nll = GSM8K.evaluate, step_module.update_on_pairs, preference.nll_loss
+    real_evaluate, real_update, real_nll = GSM8K.evaluate, step_module.update_on_pairs, losses.nll_loss
     monkeypatch.setattr(VerifierRM, "score", rm_score)
     monkeypatch.setattr(GSM8K, "evaluate", lambda self, responses, examples: (
         seen["evaluated"].extend(responses), real_evaluate(self, responses, examples))[1])
     monkeypatch.setattr(step_module, "update_on_pairs", lambda policy, prompt_ids, response_ids, pairs, *rest: (
         seen["trained"].append((response_ids, pairs)), real_update(policy, prompt_ids, response_ids, pairs, *rest))[1])
-    monkeypatch.setattr(preference, "nll_loss", lambda logps, lengths: (
+    monkeypatch.setattr(losses, "nll_loss", lambda logps, lengths: (
         seen["nll_lengths"].append(lengths.tolist()), real_nll(logps, lengths))[1])
 
     out = tmp_path / "run"
