@@ -183,7 +183,7 @@ def _memory_plan(cfg: DictConfig):
 def _refusal(plan) -> str:
     """One line: the first phase over the budget, its peak, the budget, and the knob that makes it fit."""
     from laser.plan.advice import advise
-    from laser.plan.inputs import GIB
+    from laser.plan.table import gib
 
     first, *others = plan.failing()
     advice = advise(plan, first_only=True)
@@ -193,7 +193,7 @@ def _refusal(plan) -> str:
     else:
         stuck = advice[-1][0] if advice else first.phase
         fix = f"no knob makes {stuck} fit{' after ' + knobs[0] if knobs else ''} (a larger GPU, or trainer=fsdp)"
-    also = f" (over too: {', '.join(f'{r.phase} {r.peak / GIB:.1f} GiB' for r in others)})" if others else ""
-    return (f"memory plan: {first.phase} needs {first.peak / GIB:.1f} GiB, over the {plan.inputs.usable / GIB:.1f} GiB "
+    also = f" (over too: {', '.join(f'{r.phase} {gib(r.peak)} GiB' for r in others)})" if others else ""
+    return (f"memory plan: {first.phase} needs {gib(first.peak)} GiB, over the {gib(plan.inputs.usable)} GiB "
             f"usable of {plan.inputs.device_gb:g} GB ({plan.inputs.device_source}){also}; {fix}. "
             "`python -m laser.plan <same overrides>` prints every phase and knob; plan.check=false skips this check")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from laser.plan.inputs import GIB
 from laser.plan.planner import MemoryPlan, Row, rows_for, trace_policy, trace_rm, with_shape
+from laser.plan.table import gib
 from laser.plan.trace import phase_peak
 
 Advice = list[tuple[str, list[str]]]  # (phase, knobs that make it fit; empty: none does)
@@ -54,7 +54,7 @@ def advise(plan: MemoryPlan, first_only: bool = False) -> Advice:
                                         rows=rows_for(plan.inputs, plan.figures, plan.rm_figures, "offload"))
         if offloaded.worst.peak < plan.worst.peak:
             freed = plan.rows[0].peak - offloaded.rows[0].peak
-            advice.append(("RMs", [f"rm_pool.placement=offload (frees {freed / GIB:.1f} GiB in every phase but the "
+            advice.append(("RMs", [f"rm_pool.placement=offload (frees {gib(freed)} GiB in every phase but the "
                                    "RMs' own; what follows assumes it)"]))
             plan = offloaded
     for row in plan.failing():
@@ -81,7 +81,7 @@ def _update(plan: MemoryPlan, row: Row, first_only: bool) -> list[str]:
             return base + phase_peak(figures, "update")
         best = largest_fitting(cost, 1, inputs.shape.update_sequences, limit)
         if best is not None:
-            return [f"{prefix}{inputs.micro_batch_key}={best} ({cost(best) / GIB:.1f} GiB)"]
+            return [f"{prefix}{inputs.micro_batch_key}={best} ({gib(cost(best))} GiB)"]
     return []
 
 

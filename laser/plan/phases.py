@@ -17,6 +17,7 @@ long (the plan is for the step in which no response stops early).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -93,17 +94,20 @@ def generation(policy: Any, prompts: int, samples: int, shape: StepShape, mark: 
     model.eval()
     count, total = prompts * samples, shape.prompt_tokens + shape.new_tokens
     keep = {"logits_to_keep": 1} if policy.keeps_logits else {}
+    # transformers >= 5.x names the cache argument `cache` (`past_key_values` before, deprecated since)
+    takes_cache = "cache" in inspect.signature(model.get_base_model().forward).parameters
+    cache_arg = "cache" if takes_cache else "past_key_values"
     with torch.no_grad():
         ids = torch.ones(count, total, dtype=torch.long)  # the sequences generate returns
         cache = new_cache(model.config)
         mark("prefill")
-        out = model(**prompt_batch(count, shape.prompt_tokens), past_key_values=cache, use_cache=True, **keep)
+        out = model(**prompt_batch(count, shape.prompt_tokens), **{cache_arg: cache}, use_cache=True, **keep)
         sample_next(out.logits[:, -1], shape.temperature, shape.top_p, greedy)
         del out
         mark("decode")
         grow_cache(cache, model, count, shape.new_tokens - 1)  # the cache before the last step
         mask = torch.ones(count, total, dtype=torch.long)
-        out = model(input_ids=ids[:, -1:], attention_mask=mask, past_key_values=cache, use_cache=True, **keep)
+        out = model(input_ids=ids[:, -1:], attention_mask=mask, **{cache_arg: cache}, use_cache=True, **keep)
         sample_next(out.logits[:, -1], shape.temperature, shape.top_p, greedy)
     model.train(was_training)
 

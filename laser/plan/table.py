@@ -6,12 +6,18 @@ from laser.plan.inputs import GIB
 from laser.plan.planner import MemoryPlan
 
 
+def gib(size: int) -> str:
+    """Bytes as GiB: two decimals, or three significant digits below 1 GiB (small models)."""
+    value = size / GIB
+    return f"{value:.2f}" if value >= 0.995 or value == 0 else f"{value:.3g}"
+
+
 def format_table(plan: MemoryPlan) -> str:
     """The phase table (GiB = 2^30 bytes): own bytes, the device's peak, and whether it fits."""
     rows = [("phase", "shapes", "own GiB", "peak GiB", "")]
     for row in plan.rows:
         mark = "ok" if row.peak <= plan.inputs.usable else "OVER"
-        rows.append((row.phase, row.shapes, f"{row.own / GIB:.2f}", f"{row.peak / GIB:.2f}", mark))
+        rows.append((row.phase, row.shapes, gib(row.own), gib(row.peak), mark))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for index, row in enumerate(rows):
@@ -25,7 +31,7 @@ def format_table(plan: MemoryPlan) -> str:
 
 def budget_text(plan: MemoryPlan) -> str:
     inputs = plan.inputs
-    return (f"{inputs.usable / GIB:.1f} GiB usable ({inputs.device_gb:g} GB, {inputs.device_source}; "
+    return (f"{gib(inputs.usable)} GiB usable ({inputs.device_gb:g} GB, {inputs.device_source}; "
             f"plan.reserve_gb={inputs.reserve_gb:g} kept free)")
 
 
@@ -34,8 +40,8 @@ def verdict(plan: MemoryPlan) -> str:
     worst = plan.worst
     size = f"{plan.inputs.device_gb:g} GB"
     if plan.fits:
-        return f"fits {size}: peak {worst.peak / GIB:.1f} GiB ({worst.phase}) of {budget_text(plan)}"
-    over = ", ".join(f"{row.phase} {row.peak / GIB:.1f}" for row in plan.failing())
+        return f"fits {size}: peak {gib(worst.peak)} GiB ({worst.phase}) of {budget_text(plan)}"
+    over = ", ".join(f"{row.phase} {gib(row.peak)}" for row in plan.failing())
     return f"does not fit {size}: {over} GiB, over {budget_text(plan)}"
 
 
