@@ -132,7 +132,8 @@ def traced_policy(model: torch.nn.Module, max_new_tokens: int = 1, temperature: 
     policy = Policy.__new__(Policy)
     torch.nn.Module.__init__(policy)
     policy.model = model
-    policy.tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=None)
+    # no eos: every response runs to max_new_tokens (the plan's bound); responses decode to nothing
+    policy.tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=None, batch_decode=lambda ids, **_: [""] * len(ids))
     base_forward = model.get_base_model().forward
     policy.keeps_logits = "logits_to_keep" in inspect.signature(base_forward).parameters
     policy.max_prompt_tokens, policy.max_new_tokens = 1 << 30, max_new_tokens

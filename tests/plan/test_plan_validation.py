@@ -12,8 +12,12 @@ each peak at these shapes, so the comparison is not carried by the weights.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
+from conftest import REPO
 from plan_models import tiny_llama_folder
 
 from laser.plan.live import allocator_peak, storage_bytes
@@ -91,3 +95,12 @@ def test_an_rms_planned_scoring_is_within_15_percent_of_its_real_scoring(folder)
     planned = at_depth(rm_trace(ModelSpec(model_config(folder), dtype="float32"), LikelihoodRM(folder), 4, 96), 4)
     plan, real = planned["weights"] + planned["scoring"], weights + scoring
     assert abs(plan - real) <= TOLERANCE * real, (plan, real)
+
+
+def test_the_gpu_checks_plan_step_runs_on_a_cpu():
+    """benchmarks/plan_check.py (run by gpu_check.sh on a GPU), on its tiny shape on the CPU: both phases
+    within 15%."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "plan_check.py"), "--device", "cpu",
+                           "--shape", "tiny"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "target: plan within 15% of the measured peak in both phases -> PASS" in done.stdout
