@@ -156,6 +156,10 @@ def check_memory(cfg: DictConfig) -> DictConfig:
         cfg.rm_pool.placement = plan.placement if plan is not None else "offload"
         log.info("rm_pool.placement=auto -> %s%s", cfg.rm_pool.placement, "" if plan else " (no memory plan)")
     if plan is not None and not plan.fits:
+        if "fsdp" in str(OmegaConf.select(cfg, "trainer.strategy", default="")).lower():
+            log.warning("%s (the plan holds every weight on one GPU; trainer=fsdp shards them, so it is not "
+                        "refused)", _refusal(plan))
+            return cfg
         raise LaserConfigError(_refusal(plan))
     return cfg
 

@@ -106,26 +106,36 @@ def planned_context(context: DictConfig) -> Any:
 
 
 def planned_rms(pool: DictConfig) -> list[PlannedRM]:
-    """The pool's RMs that hold a Hugging Face model (others, e.g. verifiers, take no device memory)."""
-    from hydra.utils import get_object
-
+    """The pool's RMs that hold a Hugging Face model, a wrapped one (`NoisyRM(base=...)`) included;
+    the others (verifiers, remote RMs) take no device memory."""
     from laser.config.instantiate import instantiate
-    from laser.rewards.hf_base import LazyHFRewardModel
 
     rms = []
     for name, entry in (pool.get("models") or {}).items():
-        if entry is None or "_target_" not in entry:
+        node = entry
+        while node is not None and not _holds_hf_model(node):
+            node = node.get("base") if isinstance(node, DictConfig) else None
+        if node is None:
             continue
-        target = get_object(entry._target_)
-        if not (isinstance(target, type) and issubclass(target, LazyHFRewardModel)):
-            continue
-        rm = instantiate(entry)
+        rm = instantiate(node)
         spec = ModelSpec(model_config(rm.model_name_or_path, rm.trust_remote_code), rm.auto_class, rm.dtype)
         if getattr(rm, "reference_name_or_path", None):  # a DPO RM: its reference model too
             reference = ModelSpec(model_config(rm.reference_name_or_path, rm.trust_remote_code), rm.auto_class, rm.dtype)
             spec = ModelSpec(spec.config, spec.auto_class, spec.dtype, extra={"reference": reference})
         rms.append(PlannedRM(str(name), rm, spec))
     return rms
+
+
+def _holds_hf_model(node: Any) -> bool:
+    """A config node whose `_target_` is a Hugging Face RM class (`LazyHFRewardModel`)."""
+    from hydra.utils import get_object
+
+    from laser.rewards.hf_base import LazyHFRewardModel
+
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return False
+    target = get_object(node._target_)
+    return isinstance(target, type) and issubclass(target, LazyHFRewardModel)
 
 
 def device_memory(cfg: DictConfig) -> tuple[float, str]:

@@ -15,7 +15,7 @@ from plan_models import tiny_llama_folder
 from laser.config.preflight import check_memory, is_gpu_run
 from laser.errors import LaserConfigError
 from laser.plan.__main__ import main
-from laser.plan.inputs import GIB, plan_inputs
+from laser.plan.inputs import GIB, plan_inputs, planned_rms
 from laser.plan.planner import plan_memory
 
 PHASES = ("policy state", "generation", "update", "evaluation")
@@ -98,3 +98,17 @@ def test_placement_auto_is_resident_when_everything_fits_else_offload(tmp_path):
     assert tight.placement == "offload" and tight.fits
     resolved = check_memory(OmegaConf.create(OmegaConf.to_container(cfg)))
     assert resolved.rm_pool.placement == "offload"
+
+
+def test_the_plan_counts_rms_with_a_model_even_wrapped_and_skips_the_rest():
+    qwen = {"_target_": "laser.rewards.likelihood.LikelihoodRM", "model_name_or_path": "Qwen/Qwen1.5-7B-Chat",
+            "dtype": "bfloat16"}
+    pool = OmegaConf.create({"models": {
+        "plain": qwen, "wrapped": {"_target_": "laser.rewards.noisy.NoisyRM", "base": qwen, "corrupt_prob": 0.5},
+        "verifier": {"_target_": "laser.rewards.verifier.VerifierRM"}, "dropped": None}})
+    assert [rm.name for rm in planned_rms(pool)] == ["plain", "wrapped"]
+
+
+def test_an_fsdp_run_is_not_refused_by_a_plan_that_holds_every_weight_on_one_gpu():
+    cfg = compose_config(["trainer=fsdp", "trainer.accelerator=gpu", *TOO_SMALL])
+    assert check_memory(OmegaConf.create(OmegaConf.to_container(cfg))) is not None
