@@ -97,6 +97,7 @@ def test_an_rms_planned_scoring_is_within_15_percent_of_its_real_scoring(folder)
     assert abs(plan - real) <= TOLERANCE * real, (plan, real)
 
 
+@pytest.mark.slow  # a process of its own (~15 s); the fast suite checks the same comparison in-process above
 def test_the_gpu_checks_plan_step_runs_on_a_cpu():
     """benchmarks/plan_check.py (run by gpu_check.sh on a GPU), on its tiny shape on the CPU: both phases
     within 15%."""
