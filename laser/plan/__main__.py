@@ -43,13 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in args if a != "--exact"]
     warnings.filterwarnings("ignore")  # transformers' notes about building models without weights
     try:
+        from laser.config.checks import check_config
         from laser.plan.advice import advise
         from laser.plan.inputs import plan_inputs
         from laser.plan.planner import plan_memory
         from laser.plan.table import format_plan
 
         started = time.perf_counter()
-        inputs = plan_inputs(compose_run_config(overrides))
+        cfg = compose_run_config(overrides)
+        check_config(cfg)  # every knob's range, as laser.run checks it
+        inputs = plan_inputs(cfg)
         plan = plan_memory(inputs, exact=exact)
         advice = [] if plan.fits else advise(plan)
     except LaserConfigError as error:

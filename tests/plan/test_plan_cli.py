@@ -41,9 +41,11 @@ def test_a_config_that_cannot_fit_says_so_and_which_knob_fits(capsys):
     assert [line.split()[-1] for line in out.splitlines() if line.startswith(("update", "evaluation"))] == ["ok"] * 2
 
 
-def test_a_bad_override_is_one_line_and_exit_2(capsys):
-    assert main(["policy=nope"]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+@pytest.mark.parametrize("override", ["policy=nope", "plan.device_memory_gb=-1"])
+def test_a_bad_override_is_one_line_and_exit_2(capsys, override):
+    assert main([override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and override.split("=")[0] in err
 
 
 def test_a_cpu_run_never_plans():
