@@ -7,7 +7,7 @@ policy and RM architectures come from `laser.plan.shapes`.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -54,7 +54,6 @@ class PlanInputs:
     reserve_gb: float
     vllm_fraction: float | None  # generation_backend=vllm: the share of the device its engine holds
     micro_batch_key: str = "laser.micro_batch_size"
-    notes: list[str] = field(default_factory=list)
 
     @property
     def usable(self) -> int:
