@@ -8,7 +8,9 @@
 #     8B-shaped sequence classifier, 32 sequences x 512 tokens),
 #   - one LoRA DPO(+NLL) step (r16 q/v, reference = adapter disabled, 4 pairs x 512 tokens, AdamW),
 #     and its peak GPU memory against the same step with a deep-copied reference (memory.py's target),
-#   - laser's LinUCB select+update at d=4096, K=4 on this machine's CPU, as a share of that DPO step.
+#   - laser's LinUCB select+update at d=4096, K=4 on this machine's CPU, as a share of that DPO step,
+#   - the memory plan (python -m laser.plan) against the measured peak (torch.cuda.max_memory_allocated) of
+#     generation and of the update, at Llama-3-8B widths with 4 layers (benchmarks/plan_check.py).
 # Then, when trl is installed (pip install -e '.[bench]'), laser against TRL 1.16 at a Llama-3.2-1B shape in
 # bf16 (benchmarks/dpo_vs_trl.py: 4 pairs x 256+256 tokens; benchmarks/online_vs_trl.py: 8 prompts x 2
 # samples x 128 tokens), each system in its own process; without trl that part says so and is skipped.
@@ -194,6 +196,10 @@ print(f"LinUCB select+update d={d}, K=4 (CPU, {torch.get_num_threads()} threads)
       f"= {t_bandit / t_dpo:.2%} of the DPO step (target <= 1%: {'PASS' if t_bandit / t_dpo <= 0.01 else 'FAIL'})")
 print(f"total {time.perf_counter() - START:.0f} s")
 PY
+
+# ---- the memory plan against the measured peak of the step's phases (benchmarks/plan_check.py) ----
+if [ "${GPU_CHECK_SHAPE:-}" = "tiny" ]; then PLAN_SHAPE=tiny; else PLAN_SHAPE=8b; fi
+python benchmarks/plan_check.py --device "${GPU_CHECK_DEVICE:-cuda}" --shape "$PLAN_SHAPE"
 
 # ---- laser against TRL on the same work (benchmarks/dpo_vs_trl.py, benchmarks/online_vs_trl.py) ----
 if [ "${GPU_CHECK_TRL:-1}" = "0" ]; then

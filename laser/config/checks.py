@@ -88,6 +88,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bandit.alpha": (_number(0), "a number >= 0"),
     "context.dim": (_optional(_integer(1)), "null or an integer >= 1"),
     "context.buckets": (_integer(1), "an integer >= 1"),
+    "plan.device_memory_gb": (_optional(_number(0, low_open=True)), "null (the visible GPU, else 80) or a number > 0"),
+    "plan.reserve_gb": (_number(0), "a number >= 0"),
+    "plan.prompt_tokens": (_optional(_integer(1)), "null (policy.max_prompt_tokens) or an integer >= 1"),
+    "plan.check": (lambda v: isinstance(v, bool), "true or false"),
     # conf/bestofn.yaml (python -m laser.bestofn)
     "num_samples": (_integer(2), "an integer >= 2 (best-of-n needs answers to choose from)"),
     "batch_size": (_integer(1), "an integer >= 1"),

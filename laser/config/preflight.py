@@ -10,10 +10,15 @@ RM of the pool, judges, the context encoder) and, without loading any weights, c
   request per model, all at once, each bounded by `timeout_s`).
 
 Every missing model is named in one line (`LaserConfigError`, exit code 2 from the entry points).
+
+`check_memory` then runs the memory plan (`laser.plan`) for a GPU run: a config whose step cannot fit
+the device is refused in one line naming the phase, its figure and the knob that makes it fit, before
+any weights load; `rm_pool.placement=auto` becomes what the plan chose. A CPU run never plans.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +27,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from laser.errors import LaserConfigError
+
+log = logging.getLogger("laser")
 
 # Config keys that name a model (hub id or folder) and what the run loads from it.
 MODEL_KEYS = {"model_name_or_path": "model", "reference_name_or_path": "weights",
@@ -122,3 +129,75 @@ def check_models(cfg: DictConfig | dict, timeout_s: float = 10.0) -> int:
         raise LaserConfigError(f"{count} model(s) the run needs cannot be loaded: {found}. Give local folders "
                                "(config.json, tokenizer, safetensors) or cache them first (huggingface-cli download <id>)")
     return len(references)
+
+
+def is_gpu_run(cfg: DictConfig) -> bool:
+    """The policy or the RMs run on an accelerator: trainer.accelerator gpu/cuda (or auto with a GPU
+    visible), or rm_pool.device cuda."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    if accelerator in ("gpu", "cuda") or str(OmegaConf.select(cfg, "rm_pool.device", default="cpu")).startswith("cuda"):
+        return True
+    if accelerator == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def check_memory(cfg: DictConfig) -> DictConfig:
+    """GPU runs of the LASeR step: refuse a config whose memory plan does not fit (one line: the phase, its
+    peak, the budget and the first knob that fits), and resolve `rm_pool.placement=auto` by the plan.
+    Returns `cfg` (placement resolved in place). A CPU run, another entry point (no `laser` block) or
+    `plan.check=false` plans nothing, and `auto` becomes offload (the pool's own default)."""
+    planned = (is_gpu_run(cfg) and OmegaConf.select(cfg, "laser") is not None
+               and OmegaConf.select(cfg, "plan.check", default=True))
+    plan = _memory_plan(cfg) if planned else None
+    if OmegaConf.select(cfg, "rm_pool.placement", default=None) == "auto":
+        cfg.rm_pool.placement = plan.placement if plan is not None else "offload"
+        log.info("rm_pool.placement=auto -> %s%s", cfg.rm_pool.placement, "" if plan else " (no memory plan)")
+    if plan is not None and not plan.fits:
+        if "fsdp" in str(OmegaConf.select(cfg, "trainer.strategy", default="")).lower():
+            log.warning("%s (the plan holds every weight on one GPU; trainer=fsdp shards them, so it is not "
+                        "refused)", _refusal(plan))
+            return cfg
+        raise LaserConfigError(_refusal(plan))
+    return cfg
+
+
+def _memory_plan(cfg: DictConfig):
+    """The config's memory plan, or None (with a warning) when a model's shape cannot be traced: the plan
+    advises, so a model it cannot read never blocks a run."""
+    import time
+
+    from laser.plan.inputs import plan_inputs
+    from laser.plan.planner import plan_memory
+    from laser.plan.table import verdict
+
+    started = time.perf_counter()
+    try:
+        plan = plan_memory(plan_inputs(cfg))
+    except Exception as error:  # an architecture fake tensors cannot trace, a shape not found
+        log.warning("memory plan skipped (%s: %s); plan.check=false silences this",
+                    type(error).__name__, _first_line(error))
+        return None
+    log.info("memory plan (%.0f s): %s", time.perf_counter() - started, verdict(plan))
+    return plan
+
+
+def _refusal(plan) -> str:
+    """One line: the first phase over the budget, its peak, the budget, and the knob that makes it fit."""
+    from laser.plan.advice import advise
+    from laser.plan.table import gib
+
+    first, *others = plan.failing()
+    advice = advise(plan, first_only=True)
+    knobs = [knobs[0].split(" (")[0] for _, knobs in advice if knobs]
+    if advice and advice[-1][1]:  # the first phase still over after offloading has a knob too
+        fix = "knob: " + ", then ".join(knobs)
+    else:
+        stuck = advice[-1][0] if advice else first.phase
+        fix = f"no knob makes {stuck} fit{' after ' + knobs[0] if knobs else ''} (a larger GPU, or trainer=fsdp)"
+    also = f" (over too: {', '.join(f'{r.phase} {gib(r.peak)} GiB' for r in others)})" if others else ""
+    return (f"memory plan: {first.phase} needs {gib(first.peak)} GiB, over the {gib(plan.inputs.usable)} GiB "
+            f"usable of {plan.inputs.device_gb:g} GB ({plan.inputs.device_source}){also}; {fix}. "
+            "`python -m laser.plan <same overrides>` prints every phase and knob; plan.check=false skips this check")

@@ -13,7 +13,7 @@ from laser.rewards.base import RewardModel, ScoringBatch
 from laser.rewards.errors import CallTimeout, RewardModelError, RewardOutputError, TimedCall
 
 _COUNTERS = ("calls", "batches", "seconds", "tokens", "faults")
-PLACEMENTS = ("resident", "offload")
+PLACEMENTS = ("resident", "offload", "auto")
 
 
 class RewardModelPool:
@@ -40,7 +40,10 @@ class RewardModelPool:
         placement: "resident": an RM stays on `device` after its first use (fast switches, memory of
             every RM used so far). "offload": only the RM scoring sits on `device`; it goes back to
             the CPU afterwards, so four 7B RMs need one RM's device memory, at the cost of moving
-            its weights both ways on every call (~15 GB each way for a 7B RM in bfloat16).
+            its weights both ways on every call (~15 GB each way for a 7B RM in bfloat16). "auto": the
+            memory plan picks one before the run starts (`laser.config.preflight.check_memory`:
+            resident when every RM fits beside the policy's peak, else offload); a pool built without
+            a plan (or told "auto" directly) offloads.
         timeout_s: longest wait for one RM call, in seconds (null: no limit). With a limit the call
             runs in a worker thread that cannot be stopped: after a timeout it keeps running (and
             keeps its memory) in the background, its result is discarded, and that RM fails fast
@@ -170,7 +173,7 @@ class RewardModelPool:
 
     def _release(self, arm: int) -> None:
         """Offload: move the RM back to the CPU, freeing its device memory for the next RM."""
-        if self.placement == "offload" and arm in self._placed:
+        if self.placement != "resident" and arm in self._placed:  # offload, or an unplanned auto
             self._models[arm].to("cpu")
             self._placed.discard(arm)
 

@@ -151,17 +151,23 @@ def test_offload_moves_an_rm_back_even_when_it_fails():
     assert log == [("a", "to meta"), ("a", "to cpu")] and pool[0].device == "cpu"
 
 
+def test_an_unplanned_auto_placement_offloads():
+    pool, log = placed_pool("auto")  # the memory plan resolves auto before a run; a bare pool plays safe
+    pool.score([0], make_batch(["addition"] * 2))
+    assert log == [("a", "to meta"), ("a", "score on meta"), ("a", "to cpu")]
+
+
 def test_an_unknown_placement_lists_the_choices():
-    with pytest.raises(LaserConfigError, match=r"'everywhere'.*\['resident', 'offload'\]"):
+    with pytest.raises(LaserConfigError, match=r"'everywhere'.*\['resident', 'offload', 'auto'\]"):
         RewardModelPool({"a": VerifierRM()}, placement="everywhere")
 
 
-@pytest.mark.parametrize("name", ["tiny", "reasoning_7b"])
-def test_pool_yamls_carry_placement_and_timeout_knobs(name):
+@pytest.mark.parametrize(("name", "placement"), [("tiny", "resident"), ("reasoning_7b", "auto")])
+def test_pool_yamls_carry_placement_and_timeout_knobs(name, placement):
     cfg = OmegaConf.load(Path(CONF_DIR, "rm_pool") / f"{name}.yaml")
-    assert cfg.placement == "resident" and cfg.timeout_s is None
+    assert cfg.placement == placement and cfg.timeout_s is None
     pool = instantiate(cfg)
-    assert pool.placement == "resident" and pool.timeout_s is None
+    assert pool.placement == placement and pool.timeout_s is None
     offloaded = instantiate(OmegaConf.merge(cfg, {"placement": "offload", "timeout_s": 30}))
     assert offloaded.placement == "offload" and offloaded.timeout_s == 30.0
 
