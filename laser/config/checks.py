@@ -70,6 +70,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "policy.temperature": (_number(0, low_open=True), "a number > 0"),
     "policy.top_p": (_number(0, 1, low_open=True), "a number in (0, 1]"),
     "policy.max_new_tokens": (_integer(1), "an integer >= 1"),
+    "policy.prompts_per_generate": (_optional(_integer(1)), "null or an integer >= 1"),
     "policy.max_prompt_tokens": (_integer(1), "an integer >= 1"),
     "policy.dtype": (_one_of("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
                      "one of float32, bfloat16, float16"),

@@ -99,7 +99,10 @@ def _sequences(plan: MemoryPlan, row: Row, first_only: bool) -> list[str]:
         knobs += [f"data.eval_batch_size={best}"] if best else []
     else:  # generation's memory depends on prompts x samples only: one search gives both knobs
         samples = shape.samples if row.phase == "generation" else 1
-        count = largest_fitting(lambda c: cost(prompts=c, samples=1), 1, shape.prompts * samples, limit)
+        count = largest_fitting(lambda c: cost(prompts=c, samples=1, prompts_per_generate=None), 1,
+                                shape.prompts * samples, limit)
+        if count and count >= samples and row.phase == "generation":  # the paper's step, in more calls
+            knobs.append(f"policy.prompts_per_generate={count // samples}")
         if count and count >= samples:
             knobs.append(f"data.batch_size={count // samples}")
         if count and row.phase == "generation" and count // shape.prompts >= 2:

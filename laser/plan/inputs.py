@@ -73,7 +73,8 @@ def step_shape(cfg: DictConfig) -> StepShape:
                      new_tokens=int(policy.max_new_tokens),
                      micro_batch=OmegaConf.select(cfg, "laser.micro_batch_size", default=None),
                      temperature=float(policy.get("temperature", 1.0)), top_p=float(policy.get("top_p", 1.0)),
-                     eval_prompts=eval_prompts)
+                     eval_prompts=eval_prompts,
+                     prompts_per_generate=OmegaConf.select(cfg, "policy.prompts_per_generate", default=None))
 
 
 def policy_spec(policy: DictConfig) -> tuple[ModelSpec, str]:

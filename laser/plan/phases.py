@@ -51,6 +51,12 @@ class StepShape:
     temperature: float = 1.0
     top_p: float = 1.0
     eval_prompts: int = 1  # data.eval_batch_size
+    prompts_per_generate: int | None = None  # policy.prompts_per_generate (None: every prompt in one call)
+
+    @property
+    def generate_prompts(self) -> int:
+        """Prompts in one training generate call (its KV cache holds their `samples` sequences each)."""
+        return min(self.prompts_per_generate or self.prompts, self.prompts)
 
     @property
     def update_sequences(self) -> int:
@@ -168,9 +174,10 @@ def policy_trace(spec: ModelSpec, shape: StepShape, phases: tuple[str, ...] = PO
             optimiser = adamw_with_state([p for p in model.parameters() if p.requires_grad])
             figures["state"] = live.live
             runs = {"context": lambda mark: context_pass(policy, context, shape),
-                    "generation": lambda mark: generation(policy, shape.prompts, shape.samples, shape, mark),
+                    "generation": lambda mark: generation(policy, shape.generate_prompts, shape.samples, shape, mark),
                     "update": lambda mark: update(policy, optimiser, shape, mark),
-                    "evaluation": lambda mark: generation(policy, shape.eval_prompts, 1, shape, mark, greedy=True)}
+                    "evaluation": lambda mark: generation(policy, min(shape.eval_prompts, shape.prompts_per_generate or
+                                                                         shape.eval_prompts), 1, shape, mark, greedy=True)}
             figures.update(measure_phases(live, {name: runs[name] for name in phases}))
         return figures
 

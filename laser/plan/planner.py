@@ -102,7 +102,8 @@ def rows_for(inputs: PlanInputs, figures: dict[str, int], rm_figures: dict[str, 
         rows[0].shapes += f"; vLLM engine {vllm / GIB:.1f} GiB"
     described = {
         "context": f"{shape.prompts} prompts x {shape.prompt_tokens} tokens, no grad",
-        "generation": f"{shape.prompts} x {shape.samples} = {shape.prompts * shape.samples} sequences x {tokens}"
+        "generation": f"{shape.generate_prompts} x {shape.samples} = {shape.generate_prompts * shape.samples} sequences"
+                      f" per generate call x {tokens}"
                       if not vllm else "inside the vLLM engine's reservation",
         "update": f"{shape.micro_sequences} of {shape.update_sequences} sequences per micro-batch x {tokens}, "
                   f"fwd + bwd{', checkpointed' if spec.checkpointing else ''}",

@@ -22,6 +22,7 @@ from laser.config.checks import check_values
 from laser.distributed.sharding import assign, full_value, gathered
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
+from laser.policy.generation import generate_responses
 from laser.policy.logps import sequence_logps
 from laser.policy.reference import live_adapter_off, refresh
 from laser.policy.stopping import end_response
@@ -65,6 +66,8 @@ class Policy(torch.nn.Module):
         dtype: weights dtype: float32 on CPU; bfloat16 on GPUs (halves memory).
         max_prompt_tokens: prompts are cut from the left to this many tokens.
         max_new_tokens, temperature, top_p: sampling for training (paper: temperature 0.8).
+        prompts_per_generate: prompts per HF generate call (None: the whole batch at once); less cuts the
+            KV cache in proportion (laser/policy/generation.py).
         generation_backend: "hf" (transformers generate) or "vllm" (GPU machines with vLLM installed).
         trust_remote_code / allow_pickle_weights: off unless you trust the model (they can run its code).
     """
@@ -80,13 +83,14 @@ class Policy(torch.nn.Module):
         max_new_tokens: int = 256,
         temperature: float = 0.8,
         top_p: float = 1.0,
+        prompts_per_generate: int | None = None,
         generation_backend: str = "hf",
         allow_pickle_weights: bool = False,
         activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         check_values("policy", temperature=temperature, generation_backend=generation_backend,
-                     max_new_tokens=max_new_tokens)
+                     max_new_tokens=max_new_tokens, prompts_per_generate=prompts_per_generate)
         self.model_name_or_path = model_name_or_path
         self.tokenizer = load_tokenizer(tokenizer_name_or_path or model_name_or_path, trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the last prompt token
@@ -105,6 +109,7 @@ class Policy(torch.nn.Module):
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
+        self.prompts_per_generate = prompts_per_generate
         self.vllm = None
         if generation_backend == "vllm":  # training-time sampling only; greedy evaluation stays on HF
             from laser.policy.vllm_backend import VLLMSampler
@@ -146,7 +151,8 @@ class Policy(torch.nn.Module):
     @torch.no_grad()
     def sample(self, enc: dict[str, torch.Tensor], n: int, greedy: bool = False,
                stop_strings: Sequence[str] = ()) -> Samples:
-        """n responses per prompt from ONE batched generate call (num_return_sequences=n); generation
+        """n responses per prompt from one batched generate call (num_return_sequences=n; or one per
+        `prompts_per_generate` prompts, laser/policy/generation.py); generation
         ends at EOS or at any of `stop_strings` (the task's), and each response is cut there."""
         if self.vllm is not None and not greedy:
             return self._finish(self.vllm.sample(self.unpadded_prompt_ids(enc), n, self.max_new_tokens,
@@ -159,14 +165,13 @@ class Policy(torch.nn.Module):
         if stop_strings:  # transformers' StopStringCriteria matches them on the tokenizer's vocabulary
             kwargs.update(stop_strings=list(stop_strings), tokenizer=self.tokenizer)
         with gathered(self.model):  # sharded: ranks stop at different tokens, so no per-layer gathers
-            out = self.model.generate(
-                **enc, max_new_tokens=self.max_new_tokens, num_return_sequences=1 if greedy else n,
-                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kwargs,
-            )
+            generated = generate_responses(
+                self.model, enc, 1 if greedy else n, self.prompts_per_generate, max_new_tokens=self.max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kwargs)
         if greedy and n > 1:  # n greedy copies are identical, and generate refuses to make them
-            out = out.repeat_interleave(n, dim=0)
+            generated = [tokens for tokens in generated for _ in range(n)]
         self.model.train(was_training)
-        return self._finish(out[:, enc["input_ids"].shape[1]:].tolist(), stop_strings)
+        return self._finish(generated, stop_strings)
 
     def _finish(self, generated: list[list[int]], stop_strings: Sequence[str] = ()) -> Samples:
         """Cut each response at its first EOS or stop string (laser/policy/stopping.py) and decode once."""

@@ -37,7 +37,8 @@ TOO_SMALL = ["plan.device_memory_gb=0.1", "plan.reserve_gb=0", "data.batch_size=
 def test_a_config_that_cannot_fit_says_so_and_which_knob_fits(capsys):
     assert main(TOO_SMALL) == 1
     out = capsys.readouterr().out
-    assert "does not fit 0.1 GB: generation " in out and "  generation: fits with data.batch_size=" in out
+    assert "does not fit 0.1 GB: generation " in out
+    assert "  generation: fits with policy.prompts_per_generate=" in out and ", or data.batch_size=" in out
     assert [line.split()[-1] for line in out.splitlines() if line.startswith(("update", "evaluation"))] == ["ok"] * 2
 
 
@@ -60,7 +61,7 @@ def test_a_gpu_run_that_cannot_fit_is_refused_in_one_line():
         check_memory(OmegaConf.create(OmegaConf.to_container(cfg)))
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith("memory plan: generation needs ") and "knob: data.batch_size=" in message
+    assert message.startswith("memory plan: generation needs ") and "knob: policy.prompts_per_generate=" in message
 
 
 def test_plan_check_false_skips_the_plan():

@@ -44,3 +44,15 @@ def test_generation_grows_with_its_sequences_and_the_update_with_its_micro_batch
     assert phase_peak(large, "generation") > 1.8 * phase_peak(small, "generation")
     assert phase_peak(micro, "update") < 0.5 * phase_peak(large, "update")  # 4 of 24 sequences at once
     assert small["state"] == large["state"] == micro["state"]
+
+
+def test_generation_in_calls_of_fewer_prompts_plans_the_cache_of_one_call():
+    """policy.prompts_per_generate=2 of 8 prompts: the plan traces one call of 2 x 4 sequences, as many as a
+    step of 2 prompts in one call needs (laser/policy/generation.py)."""
+    spec = ModelSpec(tiny_llama_config(1000, 128, 2, 4), dtype="float32", lora={"r": 8})
+    whole = StepShape(prompts=8, samples=4, pairs=2, prompt_tokens=40, new_tokens=24)
+    chunked = StepShape(prompts=8, samples=4, pairs=2, prompt_tokens=40, new_tokens=24, prompts_per_generate=2)
+    small = StepShape(prompts=2, samples=4, pairs=2, prompt_tokens=40, new_tokens=24)
+    peaks = [phase_peak(policy_trace(spec, shape, phases=("generation",))(2), "generation")
+             for shape in (whole, chunked, small)]
+    assert peaks[1] == peaks[2] and peaks[1] < 0.5 * peaks[0]
