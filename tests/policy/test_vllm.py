@@ -7,7 +7,9 @@ import copy
 import json
 import sys
 import types
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,7 +167,7 @@ def test_vllm_backend_samples_from_the_live_policy_before_and_after_a_refresh(tm
     assert second.response_ids == hf_greedy(policy, prompt_ids, n=3)
     assert second.response_ids != first.response_ids  # the perturbation changed the policy's answers
 
-    assert GreedyLLM.built[0] == path and "merged-1" in GreedyLLM.built[1] and len(GreedyLLM.built) == 2
+    assert GreedyLLM.built[0] == path and GreedyLLM.built[1].endswith("merged") and len(GreedyLLM.built) == 2
     assert policy.vllm.engine.lora_ids == [2]  # a fresh adapter id per request
 
 
@@ -192,7 +194,7 @@ def test_bf16_policy_after_a_refresh_samples_with_its_history_and_keeps_the_engi
     assert second.response_ids == hf_greedy(policy, prompt_ids, n=2)
     assert second.response_ids != first.response_ids
     assert GreedyLLM.built == [path]  # one engine: the base weights never changed
-    assert json.loads((policy.vllm.folder / "adapter-3" / "adapter_config.json").read_text())["r"] == 2 * LORA["r"]
+    assert json.loads((policy.vllm.folder / "adapter" / "adapter_config.json").read_text())["r"] == 2 * LORA["r"]
 
 
 def test_vllm_backend_stops_at_the_stop_strings_and_cuts_as_hugging_face_does(tmp_path, fake_vllm):
@@ -209,3 +211,91 @@ def test_vllm_backend_stops_at_the_stop_strings_and_cuts_as_hugging_face_does(tm
     assert samples.response_ids == hf_greedy(policy, policy.unpadded_prompt_ids(enc), n=2, stop_strings=(stop,))
     assert samples.num_stopped >= 2 and all(stop not in t for t in samples.texts)
     assert policy.vllm.engine.last_params.stop == [stop]  # vLLM itself stops there (SamplingParams.stop)
+
+
+# ---- disk and GPU memory over a run ----------------------------------------------------------------
+
+
+class RecordingLLM:
+    """vllm.LLM's interface for a long run: reads the adapter folder when asked (as vLLM does for a new
+    adapter id), answers with fixed tokens, and counts the engines alive and the ones shut down."""
+
+    alive: weakref.WeakSet = weakref.WeakSet()
+    most_alive = 0
+    shut_down = 0
+
+    def __init__(self, model: str, enable_lora: bool, max_lora_rank: int, gpu_memory_utilization: float) -> None:
+        RecordingLLM.alive.add(self)
+        RecordingLLM.most_alive = max(RecordingLLM.most_alive, len(RecordingLLM.alive))
+        self.model = model
+        self.adapters: list[tuple[int, dict[str, torch.Tensor]]] = []
+        self.cycle = self  # as vLLM's engine: held in reference cycles, freed only by garbage collection
+
+    def generate(self, prompts: list[dict], params: SamplingParams, lora_request: LoRARequest):
+        from safetensors.torch import load_file
+
+        weights = load_file(f"{lora_request.lora_path}/adapter_model.safetensors")
+        self.adapters.append((lora_request.lora_int_id, weights))
+        completion = types.SimpleNamespace(token_ids=[5, 6])
+        return [types.SimpleNamespace(outputs=[completion] * params.n) for _ in prompts]
+
+    def shutdown(self) -> None:  # LLM.shutdown: the release hook laser must call
+        RecordingLLM.shut_down += 1
+
+
+@pytest.fixture
+def recording_vllm(fake_vllm, monkeypatch):
+    fake_vllm.LLM = RecordingLLM
+    distributed, parallel_state = types.ModuleType("vllm.distributed"), types.ModuleType("vllm.distributed.parallel_state")
+    parallel_state.destroyed = 0
+
+    def destroy_model_parallel() -> None:
+        parallel_state.destroyed += 1
+
+    parallel_state.destroy_model_parallel = destroy_model_parallel
+    monkeypatch.setitem(sys.modules, "vllm.distributed", distributed)
+    monkeypatch.setitem(sys.modules, "vllm.distributed.parallel_state", parallel_state)
+    RecordingLLM.alive, RecordingLLM.most_alive, RecordingLLM.shut_down = weakref.WeakSet(), 0, 0
+    return parallel_state
+
+
+def files_and_bytes(folder: Path) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((str(f.relative_to(folder)), f.stat().st_size) for f in folder.rglob("*") if f.is_file()))
+
+
+def test_vllm_backend_keeps_disk_and_engines_constant_over_50_steps_and_3_refreshes(tmp_path, recording_vllm):
+    """Each step saves the live adapter and each refresh exports the merged weights: the files laser
+    writes stay the same set of the same sizes, each call sees the adapter of that step, and at most
+    one engine is ever alive, the old one shut down (and vLLM's groups dropped) before the next."""
+    policy = Policy(build_tiny_causal_lm(str(tmp_path), Arithmetic(num_train=20, num_test=4), hidden_size=32,
+                                         num_layers=1, num_heads=2),
+                    lora=LORA, max_new_tokens=5, generation_backend="vllm")
+    enc = policy.encode(["Q: What is 1 + 2?\nA:", "Q: Is 7 larger than 3?\nA:"])
+    sampler, refreshes = policy.vllm, {12, 25, 38}
+    trees, engines = [], []
+    for step in range(1, 51):
+        perturb(policy, seed=step)  # stands in for a training step: a new adapter each time
+        live = {k: v.clone() for k, v in policy.model.named_parameters() if "lora_" in k}
+        assert len(policy.sample(enc, n=2).response_ids) == 4
+        engine = sampler.engine
+        engines.append(engine.model)
+        seen_id, seen = engine.adapters[-1]
+        assert seen_id == step  # a new id per call, so vLLM reads the rewritten folder again
+        assert len(seen) == len(live) and all(
+            torch.equal(seen[k], live[k.replace(".weight", ".default.weight")]) for k in seen)
+        del engine
+        trees.append(files_and_bytes(sampler.folder))
+        if step in refreshes:
+            policy.refresh_reference()
+
+    assert RecordingLLM.most_alive == 1
+    assert RecordingLLM.shut_down == 3 and recording_vllm.destroyed == 3  # one release per refresh
+    assert len(set(engines)) == 2 and engines[12].endswith("merged")  # the base model, then the one export
+    before, after = trees[:12], trees[12:]
+    assert len(set(before)) == 1 and len(set(after)) == 1  # the same files, the same sizes, every step
+    names = [name for name, _ in after[0]]
+    assert {name.split("/")[0] for name in names} == {"adapter", "merged"}
+    assert sum(name.endswith(".safetensors") for name in names) == 2  # one adapter, one merged model
+
+    sampler.close()
+    assert RecordingLLM.shut_down == 4 and sampler.engine is None and not sampler.folder.exists()
