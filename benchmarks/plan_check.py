@@ -22,6 +22,8 @@ from laser.plan.live import allocator_peak, storage_bytes
 from laser.plan.phases import StepShape, policy_trace, prompt_batch
 from laser.plan.table import gib
 from laser.plan.trace import ModelSpec, at_depth, phase_peak, traced_policy
+from laser.step.losses import DPOLoss
+from laser.step.microbatch import MicroBatching
 from laser.step.update import update_on_pairs
 
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
@@ -50,9 +52,9 @@ def measure(policy, shape: StepShape, device: str) -> dict[str, int]:
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=5e-6)
 
-    def step(loss: torch.Tensor) -> None:  # as LaserModule._optimiser_step
+    def step(accumulate) -> None:  # as LaserModule._optimiser_step: one backward per micro-batch
         optimiser.zero_grad()
-        loss.backward()
+        accumulate(torch.Tensor.backward)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimiser.step()
 
@@ -62,7 +64,8 @@ def measure(policy, shape: StepShape, device: str) -> dict[str, int]:
     responses = [torch.randint(3, vocab, (shape.new_tokens,), generator=generator).tolist()
                  for _ in range(2 * shape.prompts)]
     pairs = [(p, 0, 1) for p in range(shape.prompts)]
-    update = lambda: update_on_pairs(policy, prompts, responses, pairs, 2, 0.1, 0.0, 1.0, 0, step)  # noqa: E731
+    update = lambda: update_on_pairs(policy, prompts, responses, pairs, 2, DPOLoss(beta=0.1, nll_weight=1.0),  # noqa: E731
+                                     MicroBatching(shape.micro_batch), 0, step)
     update()  # AdamW's state exists from here on
     optimiser.zero_grad(set_to_none=True)
     encoded = {k: v.to(device) for k, v in prompt_batch(shape.prompts, shape.prompt_tokens).items()}

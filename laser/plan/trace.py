@@ -137,8 +137,8 @@ def traced_policy(model: torch.nn.Module, max_new_tokens: int = 1, temperature: 
     base_forward = model.get_base_model().forward
     policy.keeps_logits = "logits_to_keep" in inspect.signature(base_forward).parameters
     policy.max_prompt_tokens, policy.max_new_tokens = 1 << 30, max_new_tokens
-    policy.temperature, policy.top_p, policy.vllm = temperature, top_p, None
-    policy.merged_adapters, policy.merge_remainders = [], {}
+    policy.temperature, policy.top_p, policy.vllm, policy.prompts_per_generate = temperature, top_p, None, None
+    policy.merged_adapters = []
     return policy
 
 

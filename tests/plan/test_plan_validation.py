@@ -26,6 +26,8 @@ from laser.plan.shapes import model_config
 from laser.plan.trace import ModelSpec, at_depth, phase_peak
 from laser.policy.policy import Policy
 from laser.rewards.likelihood import LikelihoodRM
+from laser.step.losses import DPOLoss
+from laser.step.microbatch import MicroBatching
 from laser.step.update import update_on_pairs
 
 PROMPTS, SAMPLES, PROMPT_TOKENS, NEW_TOKENS = 4, 8, 48, 32
@@ -45,9 +47,9 @@ def measured_step(folder: str, checkpointing: bool) -> dict[str, int]:
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=1e-6)
 
-    def step(loss: torch.Tensor) -> None:  # as LaserModule._optimiser_step
+    def step(accumulate) -> None:  # as LaserModule._optimiser_step: one backward per micro-batch
         optimiser.zero_grad()
-        loss.backward()
+        accumulate(torch.Tensor.backward)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimiser.step()
 
@@ -58,7 +60,8 @@ def measured_step(folder: str, checkpointing: bool) -> dict[str, int]:
     pairs = [(prompt, 0, 1) for prompt in range(PROMPTS)]  # one pair per prompt: 2 distinct sequences each
 
     def update():
-        return update_on_pairs(policy, prompt_ids, response_ids, pairs, 2, 0.1, 0.0, 1.0, 0, step)
+        return update_on_pairs(policy, prompt_ids, response_ids, pairs, 2, DPOLoss(beta=0.1, nll_weight=1.0),
+                               MicroBatching(), 0, step)
 
     update()  # AdamW's state now exists
     optimiser.zero_grad(set_to_none=True)
