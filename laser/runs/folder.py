@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from laser.config.preflight import check_models
+from laser.config.remote_check import check_remote_arms
 from laser.errors import LaserConfigError
 from laser.runs.files import TEMP_PATTERN
 
@@ -72,6 +73,7 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
                                f"(continue it with resume={output_dir})")
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     check_models(resolved)  # every model the run needs exists, before the folder is claimed or anything loads
+    check_remote_arms(resolved)  # and every RM server answers
     check_writable(output_dir)
     claim_output_dir(output_dir, resuming=False)
     OmegaConf.save(resolved, output_dir / CONFIG_FILE)
@@ -85,6 +87,7 @@ def _resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
     resumed = OmegaConf.load(saved)
     resumed.stop_after_iteration = cfg.get("stop_after_iteration")  # the only knob a resume may change
     check_models(resumed)
+    check_remote_arms(resumed)
     check_writable(output_dir)
     claim_output_dir(output_dir, resuming=True)
     for debris in [*output_dir.glob(TEMP_PATTERN), *output_dir.glob(f"checkpoints/{TEMP_PATTERN}")]:
