@@ -22,7 +22,7 @@ from laser.errors import LaserConfigError
 
 def remote_arm_nodes(node: Any, prefix: str = "rm_pool.") -> Iterator[tuple[str, dict]]:
     """(dotted key, config node) of every node under `node` whose `_target_` is a `RemoteArm` class."""
-    from hydra.utils import get_class
+    from hydra.utils import get_object
 
     from laser.rewards.http_client import RemoteArm
 
@@ -35,9 +35,10 @@ def remote_arm_nodes(node: Any, prefix: str = "rm_pool.") -> Iterator[tuple[str,
     target = node.get("_target_")
     if isinstance(target, str):
         try:
-            is_remote = issubclass(get_class(target), RemoteArm)
-        except Exception:  # a function target, or a target that does not import: instantiate says so later
-            is_remote = False
+            found = get_object(target)
+        except Exception:  # a target that does not import: instantiate says so later
+            found = None
+        is_remote = isinstance(found, type) and issubclass(found, RemoteArm)
         if is_remote:
             yield prefix.rstrip("."), node
             return
