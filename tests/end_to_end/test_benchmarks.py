@@ -114,3 +114,14 @@ def test_online_vs_trl_on_a_tiny_shape_trains_on_the_same_prompts_and_gives_a_ve
     assert "same prompt batches True" in out and "laser generated 96 tokens (budget 96)" in out
     assert "TRL completions with an EOS (cut short): 0%" in out
     assert re.search(r"^target: laser prompts/s >= 1.0x TRL's online DPO .* -> (PASS|FAIL)$", out, re.M)
+
+
+def test_rm_http_scores_through_a_served_rm_and_prints_its_rates():
+    """benchmarks/rm_http.py starts laser's server in its own process, scores through it both ways and stops it."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "rm_http.py"), "--rm-hidden", "32", "--rm-layers",
+                           "1", "--batch", "8", "--warmup", "0", "--repeats", "1", "--port", "0"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rates = re.findall(r"(\d+\.\d) responses/s", done.stdout)
+    assert len(rates) == 3 and all(float(rate) > 0 for rate in rates)
+    assert "HTTP hop, http, one request of 8 " in done.stdout and "HTTP hop, http, chat form" in done.stdout
