@@ -4,14 +4,14 @@ request checks, answers and error bodies as upstream writes them (compact JSON, 
 decoded body) and can be told to misbehave (`faults`: a queue of (status, body) answers to give instead,
 `delay_s`, `few`: answer one score too few, `nan`: answer NaN). Import with `from fake_servers import ...` (tests/ is on the path, as for conftest).
 
-- `FakeVLLM`: `vllm serve <rm> --runner pooling --convert classify` (vLLM 0.11-0.16):
+- `FakeVLLM`: `vllm serve <rm> --runner pooling --convert classify` (the protocol files of vLLM 0.13-0.16):
   `vllm/entrypoints/pooling/classify/protocol.py` (`ClassificationCompletionRequest`,
   `ClassificationChatRequest`, `ClassificationResponse`, `ClassificationData`),
   `vllm/entrypoints/pooling/pooling/protocol.py` (`PoolingResponse`, `PoolingResponseData`),
   `vllm/entrypoints/pooling/base/protocol.py` (the request fields and their defaults: `add_special_tokens`
   true for `input`, false for `messages`; `use_activation` None = the pooler's activation, a sigmoid for a
   one-label classifier), `vllm/entrypoints/openai/protocol.py` (`ErrorResponse`: `{"error": {"message",
-  "type", "param", "code"}}`; before vLLM 0.10 the flat `{"object": "error", "message", "type", "param",
+  "type", "param", "code"}}`; older vLLM wrote the flat `{"object": "error", "message", "type", "param",
   "code"}`: `error_style="flat"`), `GET /health` (200, empty body) and `GET /v1/models`.
 - `FakeOpenRLHF`: `openrlhf/cli/serve_rm.py` (`POST /get_reward` {"query", "prompts"} ->
   {"rewards", "scores", "extra_logs"}; FastAPI's `{"detail": "Method Not Allowed"}` for a GET, plain-text

@@ -1,7 +1,7 @@
 """vLLM's `/classify` API as `laser.rewards.server` speaks it: requests read, answers and errors written.
 
 The shapes follow vLLM's `vllm/entrypoints/pooling/classify/protocol.py` (`ClassificationCompletionRequest`,
-`ClassificationChatRequest`, `ClassificationResponse`; vLLM 0.11 to 0.16) and the `ErrorResponse` of
+`ClassificationChatRequest`, `ClassificationResponse`; vLLM 0.13 to 0.16) and the `ErrorResponse` of
 `vllm/entrypoints/openai/protocol.py` (`{"error": {"message", "type", "param", "code"}}`), so that a client
 written for `vllm serve <rm> --runner pooling --convert classify` (`VLLMClassifyRM`) reads laser's server
 the same way. What laser's server does not do (multimodal input, `truncate_prompt_tokens`) it refuses

@@ -4,7 +4,7 @@
     python -m laser.run rm_pool=vllm_classify rm_pool.models.skywork.url=http://<host>:8000
 
 The request follows vLLM's `ClassificationCompletionRequest` (`vllm/entrypoints/pooling/classify/protocol.py`,
-vLLM 0.11 to 0.16): `{"model", "input": [...], "use_activation": false, "add_special_tokens": ...}`, and
+vLLM 0.13 to 0.16): `{"model", "input": [...], "use_activation": false, "add_special_tokens": ...}`, and
 the reward of input i is `data[i].probs[score_index]` of the `ClassificationResponse`.
 
 - The RM's chat template is applied here, with the RM's tokenizer (`tokenizer_name_or_path`, local or
