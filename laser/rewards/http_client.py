@@ -20,9 +20,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import time
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,13 +94,16 @@ class HTTPEndpoint:
             raise LaserConfigError(f"token_env={self.token_env!r} for {self.url}: that environment variable is "
                                    "not set (export it, or set token_env: null for a server without a token)")
 
-    def post(self, path: str, payload: Any) -> Any:
-        """POST `payload` as JSON to `path`, retried as the class says; the decoded JSON answer of a 200."""
+    def post(self, path: str, payload: Any, abandon: threading.Event | None = None) -> Any:
+        """POST `payload` as JSON to `path`, retried as the class says; the decoded JSON answer of a 200.
+        Once `abandon` is set (another request of the same call failed for good), no retry is made."""
         body = json.dumps(payload).encode()
+        backoff = abandon or threading.Event()  # an event never set: waiting on it is a plain sleep
         problem, attempts = "", 0
         for attempts in range(1, self.retries + 2):
-            if attempts > 1:
-                time.sleep(self.backoff_s * 2 ** (attempts - 2))
+            if attempts > 1 and backoff.wait(self.backoff_s * 2 ** (attempts - 2)):
+                attempts -= 1  # abandoned: this attempt was not made
+                break
             try:
                 status, raw = self.request("POST", path, body)
             except (OSError, http.client.HTTPException) as error:  # refused, reset, timed out
@@ -118,17 +121,21 @@ class HTTPEndpoint:
         raise RemoteRMError(self.mask(f"POST {self.url}{path} failed after {attempts} attempt(s): {problem}"))
 
     def post_many(self, path: str, payloads: Sequence[Any]) -> list[Any]:
-        """`post` each payload, at most `max_in_flight` at once; the answers in order. The first failure
-        is raised once every request has ended (none is left running in the background)."""
+        """`post` each payload, at most `max_in_flight` at once; the answers in order. The first request
+        to fail for good fails the call: requests not yet sent are dropped, those in flight are not
+        retried, and the failure is raised once they have ended (none is left running behind)."""
         if len(payloads) <= 1 or self.max_in_flight == 1:
             return [self.post(path, payload) for payload in payloads]
+        abandon = threading.Event()
         with ThreadPoolExecutor(max_workers=min(self.max_in_flight, len(payloads)),
                                 thread_name_prefix="laser-rm-http") as pool:
-            futures = [pool.submit(self.post, path, payload) for payload in payloads]
-            errors = [f.exception() for f in futures]
-        failed = next((error for error in errors if error is not None), None)
-        if failed is not None:
-            raise failed
+            futures = [pool.submit(self.post, path, payload, abandon) for payload in payloads]
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    abandon.set()
+                    for other in futures:
+                        other.cancel()
+                    raise future.exception()
         return [f.result() for f in futures]
 
     def get(self, path: str) -> tuple[int, bytes]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -195,10 +196,10 @@ def test_5xx_and_429_are_retried_with_backoff_and_4xx_are_not(servers):
 def test_a_server_that_hangs_times_out_and_a_dead_one_fails_fast(servers):
     fake = servers(FakeVLLM("rm", length_score))
     fake.delay_s = 2.0
-    started = __import__("time").perf_counter()
+    started = time.perf_counter()
     with pytest.raises(RemoteRMError, match="failed after 2 attempt.*(timed out|TimeoutError)"):
         VLLMClassifyRM(fake.url, "rm", retries=1, backoff_s=0.0, timeout_s=0.3).score(batch(1))
-    assert __import__("time").perf_counter() - started < 1.8  # two 0.3 s waits, never the server's 2 s
+    assert time.perf_counter() - started < 1.8  # two 0.3 s waits, never the server's 2 s
     with pytest.raises(RemoteRMError, match="ConnectionRefusedError"):
         VLLMClassifyRM(dead_url(), "rm", **FAST).score(batch(1))
 
@@ -286,3 +287,14 @@ def test_openai_judge_asks_per_response_and_parses_the_rating(servers):
     assert "does not serve model 'gpt'" in OpenAIJudgeRM(fake.url, "gpt", **FAST).preflight()
     with pytest.raises(LaserConfigError, match="score_pattern"):
         OpenAIJudgeRM(fake.url, "judge-7b", score_pattern="no group")
+
+
+def test_the_first_request_to_fail_for_good_ends_the_whole_call(servers):
+    """64 responses in the chat form against a failing server: not 64 x (retries + 1) requests and backoffs."""
+    fake = servers(FakeVLLM("rm", length_score))
+    fake.faults = [(500, fake.error(500, "dead engine"))] * 1000
+    rm = VLLMClassifyRM(fake.url, "rm", max_in_flight=4, retries=2, backoff_s=0.2, timeout_s=5)
+    started = time.perf_counter()
+    with pytest.raises(RemoteRMError, match="HTTP 500: dead engine"):
+        rm.score(batch(64))
+    assert time.perf_counter() - started < 3 and len(fake.posts()) <= 4 * 3  # the first 4 in flight, no more
