@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
@@ -179,6 +180,17 @@ class HTTPEndpoint:
         """`text` with the token (if any) replaced by ***: a server may echo it in an error."""
         token = os.environ.get(self.token_env, "") if self.token_env else ""
         return text.replace(token, "***") if len(token) >= 4 else text
+
+
+def wait_for(url: str, timeout_s: float) -> str | None:
+    """Wait until a server at `url` answers GET /health (any answer but 401/403/5xx: vLLM and laser have
+    the route, others answer 404); None once it does, else the last problem after `timeout_s` seconds."""
+    endpoint, deadline = HTTPEndpoint(url, timeout_s=5.0), time.monotonic() + timeout_s
+    while True:
+        problem = endpoint.probe("/health")[0]
+        if problem is None or time.monotonic() > deadline:
+            return problem
+        time.sleep(0.5)
 
 
 class RemoteArm:

@@ -20,7 +20,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from laser.rewards.classify_api import (
     parse_classify_request,
 )
 from laser.rewards.errors import RewardModelError
+from laser.rewards.http_client import wait_for
 from laser.rewards.pool import RewardModelPool
 from laser.tasks.base import Example
 
@@ -266,19 +266,6 @@ def build_pool(name_or_path: str, overrides: list[str] | None = None) -> RewardM
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"rm_pool={name_or_path}", *(overrides or [])])
     return instantiate(cfg.rm_pool)
-
-
-def wait_for(url: str, timeout_s: float) -> str | None:
-    """Wait until a server at `url` answers GET /health (any answer but 401/403/5xx: vLLM and laser have
-    the route, others answer 404); None once it does, else the last problem after `timeout_s` seconds."""
-    from laser.rewards.http_client import HTTPEndpoint
-
-    endpoint, deadline = HTTPEndpoint(url, timeout_s=5.0), time.monotonic() + timeout_s
-    while True:
-        problem = endpoint.probe("/health")[0]
-        if problem is None or time.monotonic() > deadline:
-            return problem
-        time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,9 +19,10 @@ from omegaconf import OmegaConf
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
 from laser.rewards.errors import RewardModelError
+from laser.rewards.http_client import wait_for
 from laser.rewards.pool import RewardModelPool
 from laser.rewards.remote import RemoteRM, RemoteRMError
-from laser.rewards.server import RewardServer, build_pool, wait_for
+from laser.rewards.server import RewardServer, build_pool
 from laser.rewards.server import main as server_main
 from laser.rewards.verifier import VerifierRM
 from laser.tasks.base import Example
