@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from laser.hf import chat_text
+from laser.errors import LaserConfigError
 from laser.rewards.base import ScoringBatch
 from laser.rewards.hf_base import LazyHFRewardModel
-from laser.rewards.rm_inputs import Encoded, common_prefix_length, free_pad_id, pad_right
+from laser.rewards.rm_inputs import Encoded, encode_pair, free_pad_id, pad_right
 
 
 class ClassifierRM(LazyHFRewardModel):
@@ -48,12 +48,7 @@ class ClassifierRM(LazyHFRewardModel):
     def encode(self, prompt: str, response: str) -> Encoded:
         """Token ids of the whole text the RM reads (chat-formatted when possible) and how many
         leading ids are the prompt's, before any truncation."""
-        chat = self.chat_formatted
-        prefix = chat_text(self.tokenizer, prompt, None, True) if chat else prompt
-        full = chat_text(self.tokenizer, prompt, response, True) if chat else prompt + response
-        ids = list(self.tokenizer(full, add_special_tokens=not chat)["input_ids"])
-        prefix_ids = self.tokenizer(prefix, add_special_tokens=not chat)["input_ids"]
-        return ids, common_prefix_length(prefix_ids, ids)
+        return encode_pair(self.tokenizer, prompt, response, self.chat_formatted)
 
     def prepare(self, batch: ScoringBatch) -> list[Encoded]:
         """Each response's (token ids, prompt length), cut to `max_length` without cutting the response."""
@@ -74,6 +69,27 @@ class ClassifierRM(LazyHFRewardModel):
         logits = self.forward(self.model, input_ids, attention).logits
         return logits[:, self.score_index].float().cpu()
 
+
+    @torch.no_grad()
+    def score_texts(self, texts: list[str], add_special_tokens: bool) -> torch.Tensor:
+        """Scores of whole texts, already formatted (a vLLM `/classify` request's `input`, served by
+        `laser.rewards.server`): tokenised as given, `add_special_tokens` as the request says, each row's
+        `logits[:, score_index]` at its last token. A text over `max_length` tokens is refused (as vLLM
+        refuses one over its max_model_len): cutting it here would cut what the client chose to send."""
+        self.load()
+        rows = [list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]) for text in texts]
+        return self.score_ids(rows)
+
+    @torch.no_grad()
+    def score_ids(self, rows: list[list[int]]) -> torch.Tensor:
+        """Scores of token id rows (a `/classify` request's pre-tokenised `input`), as `score_texts`."""
+        self.load()
+        lengths = [len(row) for row in rows]
+        if lengths and (max(lengths) > self.max_length or min(lengths) == 0):
+            raise LaserConfigError(f"RM {self.name!r} scores 1 to max_length={self.max_length} tokens per input; "
+                                   f"got inputs of {min(lengths)} to {max(lengths)} tokens")
+        scores = [self.score_chunk([(row, 0) for row in chunk]) for chunk in self.batches(rows)]
+        return torch.cat(scores) if scores else torch.zeros(0)
 
 def untrained_classifier_rm(cache_dir: str, seed: int = 0, batch_size: int = 64) -> ClassifierRM:
     """The embedded pool's uninformative neural RM: a randomly initialised Llama classifier built locally

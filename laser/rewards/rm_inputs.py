@@ -18,10 +18,30 @@ adapters their chat template); these pure functions then make the ids fit and pa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from laser.hf import chat_text
+
 Encoded = tuple[list[int], int]  # token ids and how many leading ids are the prompt
+
+
+def encode_pair(tokenizer: Any, prompt: str, response: str, chat: bool) -> Encoded:
+    """Token ids of the whole text an RM reads and how many leading ids are the prompt's, before any
+    truncation. `chat`: the prompt (the raw question) and the response as a user and an assistant turn in
+    the tokenizer's chat template, tokenised without added special tokens (the template writes BOS);
+    otherwise `prompt + response` as plain text with the tokenizer's special tokens. Shared by the HF
+    classifier and the vLLM client, so both send a model the same ids."""
+    prefix = chat_text(tokenizer, prompt, None, True) if chat else prompt
+    ids = list(tokenizer(full_text(tokenizer, prompt, response, chat), add_special_tokens=not chat)["input_ids"])
+    prefix_ids = tokenizer(prefix, add_special_tokens=not chat)["input_ids"]
+    return ids, common_prefix_length(prefix_ids, ids)
+
+
+def full_text(tokenizer: Any, prompt: str, response: str, chat: bool) -> str:
+    """The text `encode_pair` tokenises: the chat-formatted conversation, or `prompt + response`."""
+    return chat_text(tokenizer, prompt, response, True) if chat else prompt + response
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:

@@ -1,13 +1,24 @@
-"""The HTTP server behind `RemoteRM`: any text-only RM of a pool, scored one request at a time.
+"""The HTTP server for a pool's RMs: any text-only RM, scored one request at a time, in two shapes.
 
-Started by `python -m laser.rewards.remote` (see that module for the protocol); tests build a
-`RewardServer` around a pool object on port 0 and `start()` it in a background thread.
+    python -m laser.rewards.server --pool tiny_with_classifier --port 8000    # rm_pool name or yaml path
+
+- vLLM's `/classify` (`laser.rewards.classify_api`; `GET /v1/models` lists the RMs): `VLLMClassifyRM`
+  reads laser's server and `vllm serve <rm> --runner pooling --convert classify` the same way, so a local
+  test server and a real vLLM are interchangeable. A request's `model` names the RM. Whole texts
+  (`input`) are scored by Hugging Face classifiers (`ClassifierRM.score_texts`); the chat form
+  (`messages`: the question and the response) by any text-only RM, which formats them itself.
+- laser's `POST /score` (`RemoteRM`, see `laser.rewards.remote`), which carries both the policy's
+  prompt and the raw question.
+
+Tests build a `RewardServer` around a pool object on port 0 and `start()` it in a background thread.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,13 +26,23 @@ from typing import Any
 
 from laser.errors import LaserConfigError
 from laser.rewards.base import ScoringBatch
+from laser.rewards.classify_api import (
+    ClassifyRequest,
+    ClassifyRequestError,
+    classify_response,
+    error_response,
+    models_response,
+    parse_classify_request,
+)
 from laser.rewards.errors import RewardModelError
+from laser.rewards.http_client import wait_for
 from laser.rewards.pool import RewardModelPool
 from laser.tasks.base import Example
 
 log = logging.getLogger(__name__)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 _DRAIN_LIMIT = 64 * 2**20  # an oversize body up to this is read and dropped, so the client sees the 413
+_ROUTES = "use GET /health, GET /v1/models, POST /classify (vLLM's shape) or POST /score (laser's)"
 
 
 class RewardServer:
@@ -41,7 +62,7 @@ class RewardServer:
                  max_request_bytes: int = 8 * 2**20, max_batch: int = 1024) -> None:
         self.pool = pool
         self.max_request_bytes, self.max_batch = int(max_request_bytes), int(max_batch)
-        self.requests = 0  # POST /score requests received, answered or refused
+        self.requests = 0  # POST requests received (/score, /classify), answered or refused
         self._score_lock, self._count_lock = threading.Lock(), threading.Lock()
         self._httpd = ThreadingHTTPServer((host, int(port)), _Handler)
         self._httpd.reward_server = self  # type: ignore[attr-defined]
@@ -110,6 +131,56 @@ class RewardServer:
         return 200, {"scores": scores.tolist(), "tokens": tokens}
 
 
+    def handle_classify(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        """The status and JSON answer (vLLM's shapes) for a decoded POST /classify body."""
+        try:
+            request = parse_classify_request(payload)
+            name = self._served_name(request.model)
+            if len(request) > self.max_batch:
+                raise ClassifyRequestError(400, f"{len(request)} inputs is over max_batch={self.max_batch}: "
+                                                "send smaller batches", "input")
+            with self._score_lock:
+                scores, tokens = self._classify(name, request)
+        except ClassifyRequestError as error:
+            return error.status, error_response(error.status, str(error), error.param)
+        except (RewardModelError, LaserConfigError) as error:
+            status = 400 if isinstance(error, LaserConfigError) else 500
+            return status, error_response(status, str(error))
+        return 200, classify_response(name, scores, tokens, request.use_activation)
+
+    def _served_name(self, model: str | None) -> str:
+        """The RM a request's `model` names (None: the only text-only RM, if there is one)."""
+        servable = [self.pool[arm].name for arm in range(len(self.pool)) if self.pool[arm].text_only]
+        if model is None and len(servable) == 1:
+            return servable[0]
+        if model not in self.pool.names:
+            raise ClassifyRequestError(404, f"The model `{model}` does not exist: this server has "
+                                            f"{self.pool.names}", "model")
+        if not self.pool[self.pool.index(model)].text_only:
+            raise ClassifyRequestError(400, f"RM {model!r} reads the task or the examples (gold answers, "
+                                            "categories), which a request does not carry: it cannot be served", "model")
+        return model
+
+    def _classify(self, name: str, request: ClassifyRequest) -> tuple[list[float], int]:
+        """Raw scores of the request's inputs by RM `name`, and the tokens it read."""
+        arm = self.pool.index(name)
+        rm, before = self.pool[arm], self.pool.token_counts()[name]
+        if request.conversation is not None:  # through the pool: its placement, timeout and counters apply
+            question, response = request.conversation
+            batch = ScoringBatch([question], [response], [Example(uid="remote-0", question=question, answer="")])
+            return self.pool.score([arm], batch)[arm].tolist(), self.pool.token_counts()[name] - before
+        before = rm.tokens_processed
+        if not hasattr(rm, "score_texts"):
+            raise ClassifyRequestError(400, f"RM {name!r} ({type(rm).__name__}) scores a question and a response, "
+                                            "not whole texts: send the chat form (\"messages\")", "input")
+        rm.to(self.pool.device)
+        if request.texts is not None:
+            scores = rm.score_texts(request.texts, request.add_special_tokens)
+        else:
+            scores = rm.score_ids(request.token_ids)
+        return scores.tolist(), rm.tokens_processed - before
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "laser-rm"
     timeout = 60  # seconds: a client that stops sending mid-body does not hold a thread forever
@@ -121,19 +192,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         if self.path.rstrip("/") == "/health":
             self._send(200, {"status": "ok", "rms": self.reward_server.pool.names})
+        elif self.path.rstrip("/") == "/v1/models":
+            self._send(200, models_response(self.reward_server.pool.names))
         else:
-            self._send(404, {"error": f"no such path {self.path!r}: use GET /health or POST /score"})
+            self._send(404, {"error": f"no such path {self.path!r}: {_ROUTES}"})
 
     def do_POST(self) -> None:  # noqa: N802
         server = self.reward_server
-        if self.path.rstrip("/") != "/score":
-            self._send(404, {"error": f"no such path {self.path!r}: use GET /health or POST /score"})
+        route = self.path.rstrip("/")
+        if route not in ("/score", "/classify"):
+            self._send(404, {"error": f"no such path {self.path!r}: {_ROUTES}"})
             return
         server.count_request()
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
-            self._send(400, {"error": "a POST /score needs a Content-Length header"})
+            self._send(400, {"error": "a POST needs a Content-Length header"})
             return
         if length > server.max_request_bytes:
             self._drain(length)
@@ -145,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as error:
             self._send(400, {"error": f"request body is not JSON: {error}"})
             return
-        self._send(*server.handle_score(payload))
+        self._send(*(server.handle_score(payload) if route == "/score" else server.handle_classify(payload)))
 
     def _drain(self, length: int) -> None:
         """Read and drop an oversize body: closing with unread data resets the connection, and the
@@ -192,3 +266,39 @@ def build_pool(name_or_path: str, overrides: list[str] | None = None) -> RewardM
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"rm_pool={name_or_path}", *(overrides or [])])
     return instantiate(cfg.rm_pool)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve an RM pool until interrupted (or, with --wait-for, wait until a server answers)."""
+    parser = argparse.ArgumentParser(description="Serve the text-only RMs of an rm_pool over HTTP: vLLM's "
+                                                 "/classify shape and laser's /score.")
+    parser.add_argument("--pool", help="rm_pool config name (e.g. reasoning_7b) or yaml path")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes it to the network (no auth)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--max-request-bytes", type=int, default=8 * 2**20)
+    parser.add_argument("--max-batch", type=int, default=1024)
+    parser.add_argument("--wait-for", metavar="URL", help="serve nothing: exit 0 once the server at URL answers "
+                                                          "(exit 1 after --timeout seconds); e.g. a vLLM loading")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds --wait-for waits")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. rm_pool.device=cuda:1")
+    args = parser.parse_args(argv)
+    if args.wait_for:
+        problem = wait_for(args.wait_for, args.timeout)
+        if problem:
+            sys.exit(f"laser: error: {problem}")
+        return
+    if not args.pool:
+        parser.error("give --pool (serve it) or --wait-for URL")
+    server = RewardServer(build_pool(args.pool, args.overrides), args.host, args.port,
+                          args.max_request_bytes, args.max_batch)
+    print(f"serving {server.pool.names} at {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

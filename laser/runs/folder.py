@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from laser.config.preflight import check_memory, check_models
+from laser.config.remote_check import check_remote_arms
 from laser.errors import LaserConfigError
 from laser.runs.files import TEMP_PATTERN
 
@@ -73,6 +74,7 @@ def prepare_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     check_models(resolved)  # every model the run needs exists, before the folder is claimed or anything loads
     resolved = check_memory(resolved)  # GPU runs: the step fits the device (rm_pool.placement=auto resolved)
+    check_remote_arms(resolved)  # and every RM server answers
     check_writable(output_dir)
     claim_output_dir(output_dir, resuming=False)
     OmegaConf.save(resolved, output_dir / CONFIG_FILE)
@@ -87,6 +89,7 @@ def _resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
     resumed.stop_after_iteration = cfg.get("stop_after_iteration")  # the only knob a resume may change
     check_models(resumed)
     resumed = check_memory(resumed)
+    check_remote_arms(resumed)
     check_writable(output_dir)
     claim_output_dir(output_dir, resuming=True)
     for debris in [*output_dir.glob(TEMP_PATTERN), *output_dir.glob(f"checkpoints/{TEMP_PATTERN}")]:

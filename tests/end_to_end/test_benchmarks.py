@@ -135,3 +135,14 @@ def test_update_microbatch_on_a_tiny_shape_computes_each_response_once_with_the_
                          re.M)
     assert re.search(r"^target: after \(micro_batch_size null\) >= 1.5x .* -> (PASS|FAIL)$", out, re.M)
     assert re.search(r"^target: after \(micro_batch_size 2\) peak memory within 10% .* -> PASS$", out, re.M)
+
+
+def test_rm_http_scores_through_a_served_rm_and_prints_its_rates():
+    """benchmarks/rm_http.py starts laser's server in its own process, scores through it both ways and stops it."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "rm_http.py"), "--rm-hidden", "32", "--rm-layers",
+                           "1", "--batch", "8", "--warmup", "0", "--repeats", "1", "--port", "0"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rates = re.findall(r"(\d+\.\d) responses/s", done.stdout)
+    assert len(rates) == 3 and all(float(rate) > 0 for rate in rates)
+    assert "HTTP hop, http, one request of 8 " in done.stdout and "HTTP hop, http, chat form" in done.stdout

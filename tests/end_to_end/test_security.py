@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONF_DIR, compose_config
+from fake_servers import FakeVLLM
 from omegaconf import OmegaConf
 
 from laser.errors import LaserConfigError
@@ -54,16 +55,28 @@ def test_pickled_weights_are_refused_unless_allowed(tmp_path):
     assert Policy(str(pickled), allow_pickle_weights=True).model is not None
 
 
-def test_planted_secrets_never_reach_any_output(make_config, tmp_path, monkeypatch):
-    for variable in ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY"):
+def test_planted_secrets_never_reach_any_output(make_config, tmp_path, monkeypatch, caplog):
+    """Including a remote arm's bearer token: sent to its server (which requires it), and echoed back by the
+    server in an error body, it is in no file, config, result, W&B record or log line."""
+    for variable in ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "LASER_RM_TOKEN"):
         monkeypatch.setenv(variable, SECRET)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
+    server = FakeVLLM("rm", lambda item: float(len(item)), token=SECRET)
+    server.faults = [(400, server.error(400, f"token {SECRET} may not score"))]  # a careless server echoes it
+    monkeypatch.setenv("LASER_VLLM_URL", server.url)
     out = tmp_path / "run"
-    run(make_config(["logger=wandb", "laser.iterations=1"], output_dir=out), out)
+    try:
+        run(make_config(["logger=wandb", "laser.iterations=1", "rm_pool=mixed_example", "bandit=single",
+                         "bandit.arm=served_classifier", "rm_pool.models.served_classifier.model=rm",
+                         "rm_pool.models.served_classifier.token_env=LASER_RM_TOKEN"], output_dir=out), out)
+    finally:
+        server.shutdown()
+    assert server.posts() and all(r["headers"].get("authorization") == f"Bearer {SECRET}" for r in server.requests)
+    assert "may not score" in caplog.text  # the fault was logged, its token masked
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
-    assert leaked == []
+    assert leaked == [] and SECRET not in caplog.text
 
 
 def test_checkpoints_load_with_weights_only(make_config, tmp_path):

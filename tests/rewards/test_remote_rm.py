@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -18,9 +19,11 @@ from omegaconf import OmegaConf
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
 from laser.rewards.errors import RewardModelError
+from laser.rewards.http_client import wait_for
 from laser.rewards.pool import RewardModelPool
 from laser.rewards.remote import RemoteRM, RemoteRMError
 from laser.rewards.server import RewardServer, build_pool
+from laser.rewards.server import main as server_main
 from laser.rewards.verifier import VerifierRM
 from laser.tasks.base import Example
 
@@ -219,3 +222,46 @@ def test_the_command_line_server_starts_answers_and_stops():
         watchdog.cancel()
         process.terminate()
         process.communicate(timeout=30)
+
+
+# ----- the same server in vLLM's /classify shape ---------------------------------------------------------------
+
+def classify(url: str, payload: dict) -> tuple[int, dict]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", "/classify", json.dumps(payload).encode(), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_classify_serves_any_text_only_rm_in_the_chat_form_with_vllms_shapes(serve):
+    server = serve(RewardModelPool({"text": TextRM(), "oracle": VerifierRM()}), max_batch=4)
+    chat = {"model": "text", "messages": [{"role": "user", "content": "q?"}, {"role": "assistant", "content": "abc"}]}
+    status, answer = classify(server.url, {**chat, "use_activation": False})
+    assert status == 200 and set(answer) == {"id", "object", "created", "model", "data", "usage"}
+    assert answer["data"] == [{"index": 0, "label": "LABEL_0", "probs": [pytest.approx(3 - 0.2)], "num_classes": 1}]
+    status, answer = classify(server.url, chat)  # vLLM's default activation: a sigmoid
+    assert answer["data"][0]["probs"] == [pytest.approx(1 / (1 + math.exp(-2.8)))]
+    status, answer = classify(server.url, {**chat, "model": "nope"})
+    assert status == 404 and answer["error"]["type"] == "NotFoundError" and answer["error"]["code"] == 404
+    assert "The model `nope` does not exist" in answer["error"]["message"]
+    status, answer = classify(server.url, {"model": "text", "input": ["whole text"]})
+    assert status == 400 and "send the chat form" in answer["error"]["message"]
+    status, answer = classify(server.url, {**chat, "model": "oracle"})
+    assert status == 400 and "cannot be served" in answer["error"]["message"]
+    status, answer = classify(server.url, {"model": "text", "input": 5})
+    assert status == 400 and answer["error"]["param"] == "input"
+
+
+def test_wait_for_returns_once_a_server_answers_and_names_a_dead_one(serve):
+    server = serve(RewardModelPool({"text": TextRM()}))
+    assert wait_for(server.url, 5) is None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert f"{dead} is unreachable" in wait_for(dead, 0.5)
+    with pytest.raises(SystemExit, match=f"laser: error: {dead} is unreachable"):
+        server_main(["--wait-for", dead, "--timeout", "0.5"])

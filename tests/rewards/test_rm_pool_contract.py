@@ -8,13 +8,15 @@ itself with its `models` listed, or a factory that returns one (`category_judges
   scores a small batch with one finite score per response, and a short run completes;
 - hub (it names hub models): offline with an empty Hugging Face cache, the preflight refuses the run
   before any work, in one line naming every hub model of the pool;
-- served (RemoteRMs: the models live on an RM server): nothing loads here, the preflight has no model
-  to check, and with no server every RM call is a fault named by its URL, so a short run skips its
-  steps, counts the faults and completes.
+- served (any arm scores on a server: laser's, vLLM, OpenRLHF, an OpenAI-compatible judge): nothing loads
+  here and the model preflight has no model to check; with no server the run is refused before step 1 in
+  one line naming every remote arm, and with a server that is up but fails every request, each pick of a
+  remote arm is a fault named by its URL, so a short run skips those steps, counts them and completes.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import typing
 from pathlib import Path
@@ -22,11 +24,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONF_DIR, briefly, compose_config
+from fake_servers import BrokenServer
 from hydra.utils import get_object
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from laser.config.instantiate import instantiate
 from laser.config.preflight import looks_local, model_references
+from laser.config.remote_check import remote_arm_nodes
 from laser.errors import LaserConfigError
 from laser.rewards.base import ScoringBatch
 from laser.rewards.errors import RewardModelError
@@ -52,8 +56,14 @@ def builds_a_pool(target: str) -> bool:
     return obj is RewardModelPool or typing.get_type_hints(obj).get("return") is RewardModelPool
 
 
+def remote_arms(cfg: DictConfig) -> dict[str, DictConfig]:
+    """Config key under rm_pool.models -> node, of the arms that score on a server (`RemoteArm`s)."""
+    container = OmegaConf.to_container(cfg.rm_pool, resolve=False)
+    return {key.split(".")[-1]: cfg.rm_pool.models[key.split(".")[-1]] for key, _ in remote_arm_nodes(container)}
+
+
 def served(cfg: DictConfig) -> bool:
-    return any(str(rm.get("_target_", "")).endswith("RemoteRM") for rm in listed_models(cfg).values())
+    return bool(remote_arms(cfg))
 
 
 def kind(path: Path) -> str:
@@ -127,19 +137,38 @@ def test_a_hub_pool_is_refused_offline_before_any_work_in_one_line_naming_its_mo
 
 
 @pytest.mark.parametrize("path", pools("served"))
-def test_a_served_pool_without_its_server_is_a_named_fault_and_the_run_completes(
+def test_a_served_pool_without_its_server_is_refused_and_a_failing_server_is_a_named_fault(
         path: Path, make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("LASER_RM_URL", url)  # how the example yaml is pointed at its server
-    cfg = make_config([f"rm_pool={path.stem}", *SHORT_RUN], output_dir=tmp_path / "run")
-    assert list(model_references(cfg.rm_pool)) == []  # nothing for the preflight to check
-    with open_dict(cfg):
-        for rm in cfg.rm_pool.models.values():
-            rm.url, rm.retries, rm.backoff_s = url, 0, 0.0  # fail fast: connection refused, no retry
-    pool = instantiate(cfg.rm_pool, _convert_="all")  # builds offline: nothing loads
-    with pytest.raises(RewardModelError) as caught:
-        pool.score([0], scoring_batch())
-    assert url in str(caught.value) and "\n" not in str(caught.value)
-    results = run(cfg, tmp_path / "run")
-    assert results["complete"] and results["faults"].get("faults/error", 0) == 2  # both steps' RM failed
+    for variable in ("LASER_RM_URL", "LASER_VLLM_URL", "LASER_OPENRLHF_URL", "LASER_JUDGE_URL"):
+        monkeypatch.setenv(variable, url)  # how the example yamls are pointed at their servers
+    cfg = make_config([f"rm_pool={path.stem}", *SHORT_RUN], output_dir=tmp_path / "down", legacy=False)
+    assert list(model_references(cfg.rm_pool)) == []  # nothing for the model preflight to check
+    remote = remote_arms(cfg)
+    with pytest.raises(LaserConfigError) as caught:
+        run(cfg, tmp_path / "down")
+    message = str(caught.value)
+    assert "\n" not in message and f"{len(remote)} remote RM(s) cannot serve" in message
+    assert all(f"rm_pool.models.{name}: {url} is unreachable" in message for name in remote)
+    server = BrokenServer([str(node.get("model", node.get("rm", ""))) for node in remote.values()])
+    try:
+        first = next(iter(remote))  # always picked, so every step meets the broken server
+        cfg = make_config([f"rm_pool={path.stem}", *SHORT_RUN, "bandit=single", f"bandit.arm={first}"],
+                          output_dir=tmp_path / "run", legacy=False)
+        with open_dict(cfg):
+            for name in remote:
+                node = cfg.rm_pool.models[name]
+                node.url, node.retries, node.backoff_s = server.url, 0, 0.0  # fail fast: no retry
+        pool = instantiate(cfg.rm_pool, _convert_="all")  # builds offline: nothing loads
+        arm = pool.index(first)
+        with pytest.raises(RewardModelError) as caught:
+            pool.score([arm], scoring_batch())
+        assert server.url in str(caught.value) and "HTTP 500" in str(caught.value) and "\n" not in str(caught.value)
+        results = run(cfg, tmp_path / "run")
+    finally:
+        server.shutdown()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "selections.jsonl").read_text().splitlines()]
+    remote_picks = [line for line in lines if line["arm_name"] in remote]
+    assert results["complete"] and results["faults"].get("faults/error", 0) == len(remote_picks) == len(lines) == 2
+    assert all(line.get("skipped") == "rm_error" for line in remote_picks)
     assert results["skipped_steps"] == {"rm_error": 2}
