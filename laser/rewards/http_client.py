@@ -60,6 +60,10 @@ def _one_line(text: Any) -> str:
     return " | ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())[:300]
 
 
+class _Abandoned(Exception):
+    """A request of `post_many` not sent because another one of the same call had failed for good."""
+
+
 class HTTPEndpoint:
     """One server at `url`: what every remote arm sends its requests through.
 
@@ -128,12 +132,21 @@ class HTTPEndpoint:
         if len(payloads) <= 1 or self.max_in_flight == 1:
             return [self.post(path, payload) for payload in payloads]
         abandon = threading.Event()
+
+        def send(payload: Any) -> Any:  # a worker that fails for good stops the others before taking more
+            if abandon.is_set():
+                raise _Abandoned
+            try:
+                return self.post(path, payload, abandon)
+            except Exception:
+                abandon.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=min(self.max_in_flight, len(payloads)),
                                 thread_name_prefix="laser-rm-http") as pool:
-            futures = [pool.submit(self.post, path, payload, abandon) for payload in payloads]
+            futures = [pool.submit(send, payload) for payload in payloads]
             for future in as_completed(futures):
-                if future.exception() is not None:
-                    abandon.set()
+                if future.exception() is not None and not isinstance(future.exception(), _Abandoned):
                     for other in futures:
                         other.cancel()
                     raise future.exception()
