@@ -21,6 +21,7 @@ from laser.distributed.sharding import assign, full_value, gathered
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
 from laser.policy.logps import sequence_logps
+from laser.policy.prompt_truncation import encode_prompts, prompt_budget
 from laser.policy.reference import merge_and_zero
 from laser.tasks.base import Task
 
@@ -59,7 +60,9 @@ class Policy(torch.nn.Module):
         tokenizer_name_or_path: defaults to the model's.
         lora: peft LoraConfig fields (r, lora_alpha, lora_dropout, target_modules).
         dtype: weights dtype: float32 on CPU; bfloat16 on GPUs (halves memory).
-        max_prompt_tokens: prompts are cut from the left to this many tokens.
+        max_prompt_tokens: prompt tokens kept (null: the model's window minus max_new_tokens).
+        truncation_side, chat_template: how a prompt is cut to max_prompt_tokens ("left" or "middle")
+            and whether it is a chat user turn first (`laser.policy.prompt_truncation`).
         max_new_tokens, temperature, top_p: sampling for training (paper: temperature 0.8).
         generation_backend: "hf" (transformers generate) or "vllm" (GPU machines with vLLM installed).
         trust_remote_code / allow_pickle_weights: off unless you trust the model (they can run its code).
@@ -72,17 +75,19 @@ class Policy(torch.nn.Module):
         lora: dict | None = None,
         dtype: str = "float32",
         trust_remote_code: bool = False,
-        max_prompt_tokens: int = 512,
+        max_prompt_tokens: int | None = 512,
         max_new_tokens: int = 256,
         temperature: float = 0.8,
         top_p: float = 1.0,
         generation_backend: str = "hf",
         allow_pickle_weights: bool = False,
         activation_checkpointing: bool = False,
+        truncation_side: str = "left",
+        chat_template: bool = False,
     ) -> None:
         super().__init__()
         check_values("policy", temperature=temperature, generation_backend=generation_backend,
-                     max_new_tokens=max_new_tokens)
+                     max_new_tokens=max_new_tokens, truncation_side=truncation_side, chat_template=chat_template)
         self.model_name_or_path = model_name_or_path
         self.tokenizer = load_tokenizer(tokenizer_name_or_path or model_name_or_path, trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the last prompt token
@@ -97,7 +102,9 @@ class Policy(torch.nn.Module):
             enable_activation_checkpointing(base)
         self.model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora))
         self.keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
-        self.max_prompt_tokens = max_prompt_tokens
+        self.max_prompt_tokens = prompt_budget(max_prompt_tokens, getattr(base.config, "max_position_embeddings", None),
+                                               max_new_tokens)
+        self.truncation_side, self.chat_template = truncation_side, chat_template
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
@@ -118,13 +125,10 @@ class Policy(torch.nn.Module):
     # ---- prompts ---------------------------------------------------------------------------------
 
     def encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenise prompts once per step (left padded, cut from the left to max_prompt_tokens)."""
-        self.tokenizer.truncation_side = "left"
-        enc = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, truncation=True,
-            max_length=self.max_prompt_tokens, add_special_tokens=True,
-        )
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        """Tokenise prompts once per step: left padded, cut to max_prompt_tokens on `truncation_side`,
+        as a chat user turn with `chat_template` (`laser.policy.prompt_truncation`)."""
+        enc = encode_prompts(self.tokenizer, prompts, self.max_prompt_tokens, self.truncation_side, self.chat_template)
+        return {k: v.to(self.device) for k, v in enc.items()}
 
     @torch.no_grad()
     def embed(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
