@@ -45,7 +45,7 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from laser.policy.logps import sequence_logps  # noqa: E402
-from laser.policy.policy import enable_activation_checkpointing  # noqa: E402
+from laser.policy.checkpointing import enable_activation_checkpointing  # noqa: E402
 from laser.selection.linucb import LinUCB  # noqa: E402
 from laser.step.losses import dpo_loss, nll_loss  # noqa: E402
 

@@ -37,7 +37,7 @@ def build_policy(config, dtype: torch.dtype, device: str):
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaForCausalLM
 
-    from laser.policy.policy import enable_activation_checkpointing
+    from laser.policy.checkpointing import enable_activation_checkpointing
 
     torch.set_default_dtype(dtype)  # parameters are created in `dtype`, on the device: no float32 copy
     with torch.device(device):

@@ -68,6 +68,11 @@ class RewardModelJudge(Judge):
         self.rm = rm.to(device) if device else rm
         self.tie_margin = float(tie_margin)
 
+    def describe(self) -> str:
+        """`rm:<the RM's model>` (its name or class when it has no model)."""
+        model = getattr(self.rm, "model_name_or_path", None) or self.rm.name or type(self.rm).__name__
+        return f"rm:{model}" + (f" (tie margin {self.tie_margin:g})" if self.tie_margin else "")
+
     def prefer(self, prompts: list[str], responses_a: list[str], responses_b: list[str]) -> list[float]:
         """1.0 where score(a) - score(b) > tie_margin, 0.0 where it is < -tie_margin, else 0.5."""
         _check_lengths(prompts, responses_a, responses_b)
@@ -127,6 +132,10 @@ class PairwiseLMJudge(LazyHFModel, Judge):
         self.tie_margin = float(tie_margin)
         self._suffix_ids: list[int] = []
         self._choice_ids: tuple[int, int] = (0, 0)
+
+    def describe(self) -> str:
+        """`lm:<the judge model>`."""
+        return f"lm:{self.model_name_or_path}" + (f" (tie margin {self.tie_margin:g})" if self.tie_margin else "")
 
     def load(self) -> None:
         """Load tokenizer and model now (otherwise the first `prefer` call does), and find the choice tokens."""

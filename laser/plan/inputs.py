@@ -61,10 +61,14 @@ class PlanInputs:
         return int((self.device_gb - self.reserve_gb) * GIB)
 
 
-def step_shape(cfg: DictConfig) -> StepShape:
-    """The step's sizes: prompts, samples, pairs, prompt and response tokens, micro-batch."""
+def step_shape(cfg: DictConfig, model_window: int | None = None) -> StepShape:
+    """The step's sizes: prompts, samples, pairs, prompt and response tokens, micro-batch
+    (`policy.max_prompt_tokens: null` is the model's window less the new tokens, as the policy reads it)."""
+    from laser.policy.prompt_truncation import prompt_budget
+
     policy = cfg.policy
-    prompt_tokens = OmegaConf.select(cfg, "plan.prompt_tokens", default=None) or policy.max_prompt_tokens
+    prompt_tokens = OmegaConf.select(cfg, "plan.prompt_tokens", default=None) or prompt_budget(
+        policy.get("max_prompt_tokens"), model_window, int(policy.max_new_tokens))
     eval_limit = OmegaConf.select(cfg, "data.eval_limit", default=None)
     eval_prompts = int(cfg.data.eval_batch_size) if eval_limit is None else min(int(cfg.data.eval_batch_size),
                                                                                   int(eval_limit))
@@ -166,7 +170,8 @@ def plan_inputs(cfg: DictConfig) -> PlanInputs:
     pool = cfg.rm_pool
     device_gb, source = device_memory(cfg)
     has_key = OmegaConf.select(cfg, "laser.micro_batch_size", default="<absent>") != "<absent>"
-    return PlanInputs(policy=spec, policy_name=name, shape=step_shape(cfg), context=planned_context(cfg.context),
+    window = getattr(spec.config, "max_position_embeddings", None)
+    return PlanInputs(policy=spec, policy_name=name, shape=step_shape(cfg, window), context=planned_context(cfg.context),
                       rms=planned_rms(pool), rms_on_device=str(pool.get("device", "cpu")) != "cpu",
                       placement=str(pool.get("placement", "resident")), device_gb=device_gb, device_source=source,
                       reserve_gb=float(OmegaConf.select(cfg, "plan.reserve_gb", default=2.0)),

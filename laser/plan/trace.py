@@ -53,7 +53,7 @@ def meta_model(spec: ModelSpec, layers: int | None = None) -> torch.nn.Module:
     """`spec`'s model with `layers` decoder layers on the meta device (weights take no memory)."""
     from peft import LoraConfig, get_peft_model
 
-    from laser.policy.policy import enable_activation_checkpointing
+    from laser.policy.checkpointing import enable_activation_checkpointing
 
     config = with_layers(spec.config, layers or spec.layers)
     cls = getattr(transformers, spec.auto_class)

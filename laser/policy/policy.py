@@ -22,8 +22,10 @@ from laser.config.checks import check_values
 from laser.distributed.sharding import assign, full_value, gathered
 from laser.errors import LaserConfigError
 from laser.hf import load_causal_lm, load_tokenizer
+from laser.policy.checkpointing import enable_activation_checkpointing
 from laser.policy.generation import generate_responses
 from laser.policy.logps import sequence_logps
+from laser.policy.prompt_truncation import encode_prompts, prompt_budget
 from laser.policy.reference import live_adapter_off, refresh
 from laser.policy.stopping import end_response
 from laser.tasks.base import Task
@@ -40,22 +42,6 @@ class Samples:
     num_stopped: int = 0  # responses cut at one of the task's stop strings
 
 
-def enable_activation_checkpointing(model: torch.nn.Module) -> None:
-    """Activation (gradient) checkpointing on a transformers model, non-reentrant, so frozen inputs
-    under LoRA need no `enable_input_require_grads`. Training memory for activations drops from one
-    set per layer to one per layer boundary; the backward pass reruns each layer's forward (~1/3
-    more step time)."""
-    kwargs = {"use_reentrant": False}
-    supported = getattr(model, "supports_gradient_checkpointing", False)
-    if not supported:
-        raise LaserConfigError(f"policy.activation_checkpointing=true, but {type(model).__name__} does not support "
-                               "it; set policy.activation_checkpointing=false")
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
 class Policy(torch.nn.Module):
     """A causal LM + LoRA adapter (hub id or local path).
 
@@ -64,7 +50,9 @@ class Policy(torch.nn.Module):
         tokenizer_name_or_path: defaults to the model's.
         lora: peft LoraConfig fields (r, lora_alpha, lora_dropout, target_modules).
         dtype: weights dtype: float32 on CPU; bfloat16 on GPUs (halves memory).
-        max_prompt_tokens: prompts are cut from the left to this many tokens.
+        max_prompt_tokens: prompt tokens kept (null: the model's window minus max_new_tokens).
+        truncation_side, chat_template: how a prompt is cut to max_prompt_tokens ("left" or "middle")
+            and whether it is a chat user turn first (`laser.policy.prompt_truncation`).
         max_new_tokens, temperature, top_p: sampling for training (paper: temperature 0.8).
         prompts_per_generate: prompts per HF generate call (None: the whole batch at once); less cuts the
             KV cache in proportion (laser/policy/generation.py).
@@ -79,7 +67,7 @@ class Policy(torch.nn.Module):
         lora: dict | None = None,
         dtype: str = "float32",
         trust_remote_code: bool = False,
-        max_prompt_tokens: int = 512,
+        max_prompt_tokens: int | None = 512,
         max_new_tokens: int = 256,
         temperature: float = 0.8,
         top_p: float = 1.0,
@@ -87,10 +75,13 @@ class Policy(torch.nn.Module):
         generation_backend: str = "hf",
         allow_pickle_weights: bool = False,
         activation_checkpointing: bool = False,
+        truncation_side: str = "left",
+        chat_template: bool = False,
     ) -> None:
         super().__init__()
         check_values("policy", temperature=temperature, generation_backend=generation_backend,
-                     max_new_tokens=max_new_tokens, prompts_per_generate=prompts_per_generate)
+                     max_new_tokens=max_new_tokens, prompts_per_generate=prompts_per_generate,
+                     truncation_side=truncation_side, chat_template=chat_template)
         self.model_name_or_path = model_name_or_path
         self.tokenizer = load_tokenizer(tokenizer_name_or_path or model_name_or_path, trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the last prompt token
@@ -105,7 +96,9 @@ class Policy(torch.nn.Module):
             enable_activation_checkpointing(base)
         self.model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora))
         self.keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
-        self.max_prompt_tokens = max_prompt_tokens
+        self.max_prompt_tokens = prompt_budget(max_prompt_tokens, getattr(base.config, "max_position_embeddings", None),
+                                               max_new_tokens)
+        self.truncation_side, self.chat_template = truncation_side, chat_template
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
@@ -125,13 +118,10 @@ class Policy(torch.nn.Module):
     # ---- prompts ---------------------------------------------------------------------------------
 
     def encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenise prompts once per step (left padded, cut from the left to max_prompt_tokens)."""
-        self.tokenizer.truncation_side = "left"
-        enc = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, truncation=True,
-            max_length=self.max_prompt_tokens, add_special_tokens=True,
-        )
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        """Tokenise prompts once per step: left padded, cut to max_prompt_tokens on `truncation_side`,
+        as a chat user turn with `chat_template` (`laser.policy.prompt_truncation`)."""
+        enc = encode_prompts(self.tokenizer, prompts, self.max_prompt_tokens, self.truncation_side, self.chat_template)
+        return {k: v.to(self.device) for k, v in enc.items()}
 
     @torch.no_grad()
     def embed(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """The files of a sweep report: `report.md`, `report.csv`, `report.json` and the plots, from the table
-(`laser.report.tables`), the pseudo-regret (`laser.report.regret`) and, for runs with
-`laser.counterfactuals=true`, what the bandit's reward sees (`laser.report.counterfactuals`)."""
+(`laser.report.tables`), the pseudo-regret (`laser.report.regret`), for runs with
+`laser.counterfactuals=true` what the bandit's reward sees (`laser.report.counterfactuals`), and for
+sweeps that wrote test responses (instruction following) LASeR's head-to-head win rates against each
+baseline (`laser.report.head_to_head`)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from typing import Any
 
 from laser.report.counterfactual_plots import write_counterfactual_plots
 from laser.report.counterfactuals import REWARDS, counterfactual_regret, final_regret, reward_vs_gold
+from laser.report.head_to_head import configured_judge, evaluation_outputs, head_to_head
 from laser.report.jobs import Job, load_sweep
 from laser.report.plots import write_plots
 from laser.report.regret import regret_curves, regret_summary
 from laser.report.shares import last_iteration_shares
 from laser.report.stats import Summary, is_nan
 from laser.report.tables import build_table, passes_by_task, task_heading
+from laser.tasks.win_rate import Judge
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -134,11 +138,30 @@ def _shares_section(shares: dict[str, Any]) -> list[str]:
     return lines + _markdown_table(["task", "method", "category", "RM share, mean (lowest run)"], rows)
 
 
+def _head_to_head_section(result: dict[str, Any]) -> list[str]:
+    lines = ["", "## Head-to-head win rates", ""]
+    if result["judge"] is None:
+        return lines + ["The jobs wrote their test responses (`model_outputs/`) but evaluated with no judge, so no",
+                        "head-to-head was judged: rerun with `python -m laser.report <sweep> --judge length|rm:<path>|lm:<path>`."]
+    lines += [f"Judge: `{result['judge']}`. Each LASeR method's final test responses against each baseline's on the",
+              "same prompts and seed (and against its own responses before preference training), judged in both",
+              "orders (LASeR first, then the baseline first; the verdicts are averaged, which cancels position",
+              "bias). A win counts 1, a tie 0.5 (so does a verdict that flips with the order), a loss 0. Win rate",
+              "of LASeR: mean ± std over seeds, [95% t-interval]; wins / ties / losses over all judged prompts.", ""]
+    rows = [[task, laser, opponent, _mean_std(c["win_rate"]), _interval(c["win_rate"]), str(c["win_rate"].n),
+             str(c["prompts"]), f"{c['wins']} / {c['ties']} / {c['losses']}"]
+            for task, by_laser in result["tasks"].items() for laser, by_opponent in by_laser.items()
+            for opponent, c in by_opponent.items()]
+    return lines + _markdown_table(["task", "LASeR", "vs", "win rate", "95% CI", "seeds", "prompts",
+                                    "wins / ties / losses"], rows)
+
+
 def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table: dict[str, Any],
                     means: dict[str, Any], regret: dict[str, dict[str, Summary]],
-                    counterfactuals: dict[str, Any] | None = None, shares: dict[str, Any] | None = None) -> str:
-    """report.md: the accuracy tables, the pseudo-regret and the counterfactuals (if any), and the
-    skipped jobs."""
+                    counterfactuals: dict[str, Any] | None = None, shares: dict[str, Any] | None = None,
+                    wins: dict[str, Any] | None = None) -> str:
+    """report.md: the accuracy tables, the pseudo-regret, the counterfactuals and the head-to-head win
+    rates (`wins`; each if any), and the skipped jobs."""
     lines = ["# LASeR sweep report", "",
              f"Sweep `{sweep_dir}`: {len(jobs)} complete jobs, {len(skipped)} skipped.", ""]
     lines += _accuracy_section(table, passes_by_task(jobs))
@@ -148,6 +171,8 @@ def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table
         lines += _regret_section(means, regret)
     if counterfactuals:
         lines += _counterfactual_section(counterfactuals["reward_vs_gold"], counterfactuals["final_regret"])
+    if wins:
+        lines += _head_to_head_section(wins)
     if skipped:
         lines += ["", "## Skipped jobs (incomplete: `complete` is false)", ""] + [f"- `{p}`" for p in skipped]
     return "\n".join(lines) + "\n"
@@ -185,9 +210,22 @@ def _json_ready(value: Any) -> Any:
     return None if is_nan(value) else value
 
 
-def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> list[Path]:
+def sweep_head_to_head(jobs: list[Job], judge: Judge | None = None,
+                       laser_methods: list[str] | None = None) -> dict[str, Any] | None:
+    """The head-to-head win rates of a sweep whose jobs wrote test responses (None for one that wrote
+    none): under `judge`, else the judge the jobs evaluated with; `{"judge": None, "tasks": {}}` when
+    there is neither."""
+    if not any(evaluation_outputs(job) is not None for job in jobs):
+        return None
+    judge = judge or configured_judge(jobs)
+    return head_to_head(jobs, judge, laser_methods) if judge else {"judge": None, "both_orders": True, "tasks": {}}
+
+
+def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge: Judge | None = None,
+                 laser_methods: list[str] | None = None) -> list[Path]:
     """Read the sweep, write report.md/.csv/.json and the plots into `out_dir` (default: the sweep
-    folder); returns the files written."""
+    folder); returns the files written. `judge` and `laser_methods` are for the head-to-head win rates
+    (`sweep_head_to_head`)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir
     jobs, skipped = load_sweep(sweep_dir)
@@ -200,13 +238,16 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> li
     views, true_curves = reward_vs_gold(jobs), counterfactual_regret(jobs)
     counterfactuals = {"reward_vs_gold": views, "final_regret": final_regret(true_curves)} if views else None
     files = [out / "report.md", out / "report.csv", out / "report.json"]
-    shares = last_iteration_shares(jobs)
-    files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals, shares))
+    shares, wins = last_iteration_shares(jobs), sweep_head_to_head(jobs, judge, laser_methods)
+    files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals, shares,
+                                        wins))
     write_csv(table, files[1])
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
                "table": table, "passes_per_iteration": passes_by_task(jobs),
                "pseudo_regret": {"arm_means": means, "final": regret}, "last_iteration_shares": shares}
     if counterfactuals:  # sweeps without them keep report.json as it was
         payload["counterfactuals"] = counterfactuals
+    if wins:  # likewise: only sweeps that wrote test responses
+        payload["head_to_head"] = wins
     files[2].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
     return files + write_plots(jobs, out, curves) + write_counterfactual_plots(jobs, out, views, true_curves)

@@ -27,6 +27,10 @@ class Judge(ABC):
     def prefer(self, prompts: list[str], responses_a: list[str], responses_b: list[str]) -> list[float]:
         """One preference in {0.0, 0.5, 1.0} (or in between, for a soft judge) per item."""
 
+    def describe(self) -> str:
+        """The judge as reports name it, e.g. `rm:<model>` (by default its `name`)."""
+        return self.name
+
 
 @dataclass(frozen=True)
 class WinRate:

@@ -42,3 +42,27 @@ def test_each_evaluation_writes_alpaca_eval_model_outputs(make_config, tmp_path)
     for iteration in (0, 1):
         outputs = json.loads((out / "model_outputs" / f"iteration-{iteration}.json").read_text())
         assert len(outputs) == 3 and {"instruction", "output", "generator"} <= set(outputs[0])
+
+
+def test_a_tiny_sweep_reports_laser_head_to_head_against_a_baseline(make_config, tmp_path):
+    """Two real jobs (LASeR and random RM choice, same seed): the report pairs their test responses by
+    prompt and judges them in both orders, and against LASeR's own responses before training."""
+    from laser.evaluation.judges import LengthJudge
+    from laser.report.jobs import load_sweep
+    from laser.report.writing import sweep_head_to_head
+    from laser.run import run
+
+    data = require_data(ALPACA.relative_to(DATA_DIR))
+    for number, bandit in enumerate(("linucb", "random")):
+        out = tmp_path / "sweep" / str(number)
+        run(make_config([f"bandit={bandit}", "task=alpaca_eval", f"task.data_file={data}", "task.train_limit=8",
+                         "task.test_limit=3", "rm_pool=tiny_instruct", "policy.max_new_tokens=6",
+                         "policy.warm_start.steps=2", "laser.nll_weight=0", "laser.num_samples=2",
+                         "data.batch_size=2", "data.steps_per_iteration=1", "laser.iterations=1",
+                         "data.group_by_category=false"], output_dir=out), out)
+    jobs, _ = load_sweep(tmp_path / "sweep")
+    result = sweep_head_to_head(jobs, LengthJudge())
+    cells = result["tasks"]["alpaca_eval"]["linucb"]
+    assert result["judge"] == "length" and set(cells) == {"random", "before preference training (SFT: 2 steps)"}
+    assert all(c["prompts"] == 3 and c["seeds"] == [0] and c["wins"] + c["ties"] + c["losses"] == 3
+               and 0.0 <= c["win_rate"].mean <= 1.0 for c in cells.values())

@@ -33,6 +33,9 @@ def test_reward_model_judge_with_a_fake_rm():
     assert margin.prefer(["p"] * 2, ["abcd", "abcdef"], ["ab", "a"]) == [0.5, 1.0]
     with pytest.raises(LaserConfigError, match="tie_margin"):
         RewardModelJudge(LengthRM(), tie_margin=-1)
+    # how reports name it: by its RM's model (here none: its name, else its class)
+    assert judge.describe() == "rm:LengthRM" and margin.describe() == "rm:LengthRM (tie margin 2)"
+    assert RewardModelJudge(LengthRM(name="judge_rm")).describe() == "rm:judge_rm"
 
 
 def test_pairwise_lm_judge_on_a_tiny_llama(cache_dir):
@@ -43,6 +46,7 @@ def test_pairwise_lm_judge_on_a_tiny_llama(cache_dir):
     prompts = ["What is 2 + 3?", "Is 7 larger than 4?", "What is 10 + 1?"]
     a, b = [" 5", " yes", " 11 is the sum"], [" 6", " no", " 12"]
     judge = PairwiseLMJudge(folder, batch_size=2, max_length=768)
+    assert judge.describe() == f"lm:{folder}"
     first = judge.prefer(prompts, a, b)
     assert len(first) == 3 and set(first) <= {0.0, 0.5, 1.0}
     assert judge.prefer(prompts, a, b) == first  # deterministic
