@@ -42,3 +42,16 @@ def last_iteration_shares(jobs: list[Job]) -> dict[str, dict[str, dict[str, dict
             values = {rm: [shares.get(category, {}).get(rm, 0.0) for shares in per_run] for rm in rms}
             out[task][method][category] = {rm: {"mean": sum(v) / len(v), "min": min(v)} for rm, v in values.items()}
     return dict(out)
+
+
+def rm_calls_by_rm(jobs: list[Job]) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {method: {rm: responses scored per run}}}: `results.json`'s `rm_calls`, mean over the method's
+    runs (an RM a run never called counts 0), so the cost of each arm sits beside its share."""
+    runs: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(list)
+    for job in jobs:
+        runs[(job.task, job.method)].append(job.results.get("rm_calls", {}))
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for (task, method), per_run in sorted(runs.items()):
+        rms = sorted({rm for calls in per_run for rm in calls})
+        out[task][method] = {rm: sum(calls.get(rm, 0) for calls in per_run) / len(per_run) for rm in rms}
+    return dict(out)

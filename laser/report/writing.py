@@ -19,7 +19,7 @@ from laser.report.head_to_head import configured_judge, evaluation_outputs, head
 from laser.report.jobs import Job, load_sweep
 from laser.report.plots import write_plots
 from laser.report.regret import regret_curves, regret_summary
-from laser.report.shares import last_iteration_shares
+from laser.report.shares import last_iteration_shares, rm_calls_by_rm
 from laser.report.stats import Summary, is_nan
 from laser.report.tables import build_table, passes_by_task, task_heading
 from laser.tasks.win_rate import Judge
@@ -127,6 +127,13 @@ def _counterfactual_section(views: dict[str, Any], final: dict[str, dict[str, Su
     return lines + _summary_table(final, "cumulative regret", "jobs")
 
 
+def _rm_calls_section(calls: dict[str, Any]) -> list[str]:
+    lines = ["", "## RM calls by RM", "", "Responses each RM scored per run (`results.json` `rm_calls`), mean over the method's runs.", ""]
+    rows = [[task, method, ", ".join(f"{rm} {n:.0f}" for rm, n in sorted(by_rm.items(), key=lambda kv: -kv[1]))]
+            for task, by_method in calls.items() for method, by_rm in by_method.items() if by_rm]
+    return lines + _markdown_table(["task", "method", "responses scored per run, by RM"], rows) if rows else []
+
+
 def _shares_section(shares: dict[str, Any]) -> list[str]:
     lines = ["", "## Where the bandits end up: RM shares in the last iteration", "",
              "Per method and (majority) category of a batch, each RM's share of the last iteration's decisions,",
@@ -167,6 +174,7 @@ def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table
     lines += _accuracy_section(table, passes_by_task(jobs))
     if shares:
         lines += _shares_section(shares)
+    lines += _rm_calls_section(rm_calls_by_rm(jobs))
     if regret:
         lines += _regret_section(means, regret)
     if counterfactuals:
@@ -244,7 +252,8 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
     write_csv(table, files[1])
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
                "table": table, "passes_per_iteration": passes_by_task(jobs),
-               "pseudo_regret": {"arm_means": means, "final": regret}, "last_iteration_shares": shares}
+               "pseudo_regret": {"arm_means": means, "final": regret}, "last_iteration_shares": shares,
+               "rm_calls_by_rm": rm_calls_by_rm(jobs)}
     if counterfactuals:  # sweeps without them keep report.json as it was
         payload["counterfactuals"] = counterfactuals
     if wins:  # likewise: only sweeps that wrote test responses

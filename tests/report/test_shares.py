@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from laser.report.jobs import Job
-from laser.report.shares import last_iteration_shares, run_shares
+from laser.report.shares import last_iteration_shares, rm_calls_by_rm, run_shares
+from laser.report.writing import render_markdown
 
 
 def line(iteration: int, arm, category: str) -> dict:
@@ -30,3 +31,17 @@ def test_method_shares_are_means_over_runs_with_the_lowest_run():
     cell = shares["arithmetic"]["linucb"]["a"]
     assert cell["judge_a"] == {"mean": pytest.approx(0.625), "min": pytest.approx(0.25)}
     assert cell["noise"] == {"mean": pytest.approx(0.375), "min": 0.0}
+
+
+def test_rm_calls_by_rm_are_means_over_runs_with_zero_for_an_rm_a_run_never_called():
+    def job(seed: int, method: str, calls: dict[str, int]) -> Job:
+        return Job(Path(f"/j{seed}{method}"), method, "arithmetic", seed, {"rm_calls": calls}, [])
+
+    jobs = [job(0, "linucb", {"judge": 300, "served": 20}), job(1, "linucb", {"judge": 100}),
+            job(0, "score_ensemble", {"judge": 320, "served": 320})]
+    calls = rm_calls_by_rm(jobs)
+    assert calls == {"arithmetic": {"linucb": {"judge": 200.0, "served": 10.0},
+                                    "score_ensemble": {"judge": 320.0, "served": 320.0}}}
+    markdown = render_markdown(Path("/sweep"), jobs, [], {}, {}, {})
+    assert "| arithmetic | linucb | judge 200, served 10 |" in markdown
+    assert "## RM calls by RM" not in render_markdown(Path("/sweep"), [], [], {}, {}, {})
