@@ -57,7 +57,7 @@ def test_a_tiny_sweep_reports_laser_head_to_head_against_a_baseline(make_config,
         out = tmp_path / "sweep" / str(number)
         run(make_config([f"bandit={bandit}", "task=alpaca_eval", f"task.data_file={data}", "task.train_limit=8",
                          "task.test_limit=3", "rm_pool=tiny_instruct", "policy.max_new_tokens=6",
-                         "policy.warm_start.steps=2", "laser.nll_weight=0", "laser.num_samples=2",
+                         "policy.warm_start.steps=2", "loss.nll_weight=0", "laser.num_samples=2",
                          "data.batch_size=2", "data.steps_per_iteration=1", "laser.iterations=1",
                          "data.group_by_category=false"], output_dir=out), out)
     jobs, _ = load_sweep(tmp_path / "sweep")
