@@ -128,7 +128,7 @@ def test_update_microbatch_on_a_tiny_shape_computes_each_response_once_with_the_
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "6 pairs" in out and "sequences per step: before 12 (chosen + rejected of every pair), after 8 distinct" in out
-    assert re.search(r"^target: same gradient as before within 1e-4 relative \(measured [\d.e+-]+\) -> PASS$", out, re.M)
+    assert re.search(r"^target: same gradient as before within (1e-4|0.0001|1e-04) relative \(measured [\d.e+-]+\) -> PASS$", out, re.M)
     for name in ("before", r"after \(micro_batch_size null\)", r"after \(micro_batch_size 2\)"):
         assert re.search(rf"^step time {name} +: +[\d.]+ ms", out, re.M)
         assert re.search(rf"^peak tensor memory of a step, {name} +: 6 pairs +[\d.]+ MiB \| 24 pairs +[\d.]+ MiB", out,
