@@ -137,6 +137,7 @@ def test_update_microbatch_on_a_tiny_shape_computes_each_response_once_with_the_
     assert re.search(r"^target: after \(micro_batch_size 2\) peak memory within 10% .* -> PASS$", out, re.M)
 
 
+@pytest.mark.slow  # starts processes or trains for seconds: the quick suite stays under 5 minutes
 def test_rm_http_scores_through_a_served_rm_and_prints_its_rates():
     """benchmarks/rm_http.py starts laser's server in its own process, scores through it both ways and stops it."""
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "rm_http.py"), "--rm-hidden", "32", "--rm-layers",

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from laser.report.writing import write_report
 from laser.rewards.server import RewardServer, build_pool
 from laser.run import run
@@ -16,6 +18,7 @@ GOOD = {"comparison_judge", "maximum_judge", "minimum_judge", "answer_match"}  #
 BAD = {"noise", "served_classifier"}  # reliable nowhere
 
 
+@pytest.mark.slow  # starts processes or trains for seconds: the quick suite stays under 5 minutes
 def test_a_mixed_pool_of_local_served_and_function_arms_trains_and_the_bandit_learns(make_config, tmp_path,
                                                                                      cache_dir, monkeypatch):
     server = RewardServer(build_pool("tiny_with_classifier", [f"paths.cache_dir={cache_dir}"]), port=0).start()

@@ -69,6 +69,7 @@ def test_plan_check_false_skips_the_plan():
     assert check_memory(OmegaConf.create(OmegaConf.to_container(cfg))) is not None
 
 
+@pytest.mark.slow  # starts processes or trains for seconds: the quick suite stays under 5 minutes
 def test_the_run_refuses_an_impossible_gpu_config_before_step_1(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "laser.run", "trainer.accelerator=gpu", *TOO_SMALL,

@@ -23,6 +23,7 @@ def test_extrapolating_from_2_and_3_layers_matches_a_full_depth_trace(checkpoint
         assert abs(extrapolated[key] - value) <= 0.01 * max(value, 1), key
 
 
+@pytest.mark.slow  # starts processes or trains for seconds: the quick suite stays under 5 minutes
 def test_extrapolation_holds_at_the_8b_shape():
     """At Llama-3-8B's widths (5 layers, a 480-sequence generation): the prefill and the last decoding step
     grow differently with depth; extrapolated separately, both match the full trace."""

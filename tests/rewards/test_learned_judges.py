@@ -68,6 +68,7 @@ def test_bradley_terry_loss() -> None:
     assert bradley_terry_loss(chosen + 1, rejected).item() < bradley_terry_loss(chosen, rejected).item()
 
 
+@pytest.mark.slow  # starts processes or trains for seconds: the quick suite stays under 5 minutes
 def test_a_judge_learns_its_category_and_is_cached(tmp_path: Path) -> None:
     """150 steps on comparison pairs: well above where one step leaves it, and a second call reuses the
     folder without training."""
