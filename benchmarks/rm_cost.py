@@ -18,6 +18,7 @@ the limit (G+T+R)/(G+T+K*R) is <= 0.5 at all.
 from __future__ import annotations
 
 import argparse
+import atexit
 import shutil
 import tempfile
 
@@ -56,6 +57,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     cache = tempfile.mkdtemp(prefix="laser-bench-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)  # the tiny models are not kept
     policy, task = tiny_policy(cache, args.hidden, args.layers, args.max_new_tokens)
     policy.model.get_base_model().generation_config.min_new_tokens = args.max_new_tokens  # fixed work
     rms = {f"rm{k}": ClassifierRM(build_untrained_classifier(cache, args.rm_hidden, args.rm_layers, seed=k),

@@ -29,7 +29,9 @@ within 10% when the pairs per step grow `--grow` x (4x).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -192,7 +194,9 @@ def main() -> None:
 
     config = llama_config(a.vocab, hidden_size=a.hidden, intermediate_size=2 * a.hidden, num_hidden_layers=a.layers,
                           num_attention_heads=a.heads, num_key_value_heads=a.heads)
-    folder = save_random_llama(Path(tempfile.mkdtemp(prefix="laser-bench-")), config)
+    scratch = tempfile.mkdtemp(prefix="laser-bench-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # the random model is not kept
+    folder = save_random_llama(Path(scratch), config)
     policy = Policy(folder, lora=LORA, dtype=a.dtype)
     policy.model.train()
     optimiser, loss, n = adamw(policy), DPOLoss(beta=0.1, nll_weight=1.0), a.samples
