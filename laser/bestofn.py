@@ -52,6 +52,7 @@ from laser.config.instantiate import instantiate
 from laser.errors import LaserConfigError
 from laser.runs.files import write_json_atomically
 from laser.runs.folder import prepare_output_dir, run_job
+from laser.runs.provenance import environment
 from laser.runs.results import method_label
 from laser.selection.base import StepFeedback
 from laser.step.decisions import Decision, decide, score_decisions
@@ -224,7 +225,7 @@ def results_payload(cfg: DictConfig, parts: dict[str, Any], tally: Tally, wall_s
         "seed": cfg.seed, "wall_seconds": wall_seconds, "complete": len(tally.rows) == len(parts["examples"]),
         "method": method_label(cfg.get("method_name"), parts["selector"]), "task": task.name, "primary_metric": task.primary_metric,
         "data/skipped_rows": task.skipped_rows, "config": OmegaConf.to_container(cfg),
-        "final": final,
+        "environment": environment(), "final": final,
         # As training runs write them, so laser.report's tables and plots read best-of-n sweeps too:
         # iteration 0 = the first sample (the policy alone, no RM choice: the report's "before
         # preference training (no warm start)" row, as nothing is trained here), 1 = best-of-n.

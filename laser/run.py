@@ -114,6 +114,7 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
 
 def results(cfg: DictConfig, parts: dict[str, Any]) -> dict[str, Any]:
     """The `results.json` payload of a fitted run (the contract in the README)."""
+    from laser.runs.provenance import environment
     from laser.runs.results import method_label, results_payload
 
     module, pool, task = parts["module"], parts["rm_pool"], parts["task"]
@@ -124,7 +125,7 @@ def results(cfg: DictConfig, parts: dict[str, Any]) -> dict[str, Any]:
         complete=done >= cfg.laser.iterations, method=method_label(cfg.get("method_name"), parts["selector"]),
         task=task.name, primary_metric=task.primary_metric, skipped_rows=task.skipped_rows,
         rm_tokens=module.last_rm_tokens, generated_tokens=module.last_generated_tokens,
-        data=parts["datamodule"].iteration_plan(),
+        data=parts["datamodule"].iteration_plan(), environment=environment(),
     )
 
 

@@ -99,9 +99,10 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
                     all_names: list[str], rm_calls: dict[str, int], complete: bool, method: str = "",
                     task: str = "", primary_metric: str = "test/accuracy", skipped_rows: int = 0,
                     rm_tokens: dict[str, int] | None = None, generated_tokens: int | None = None,
-                    data: dict[str, Any] | None = None) -> dict[str, Any]:
+                    data: dict[str, Any] | None = None, environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `results.json` contract (see README): final metrics are the last iteration's. `data` is how
-    much of the training set an iteration covers (`PromptDataModule.iteration_plan`)."""
+    much of the training set an iteration covers (`PromptDataModule.iteration_plan`); `environment`,
+    where the run came from (`laser.runs.provenance.environment`)."""
     last = tracker.records[-1] if tracker.records else {}
     final = {k: v for k, v in last.items() if k.startswith("test/")}
     return {
@@ -114,6 +115,7 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
         "data/skipped_rows": skipped_rows,
         "data": dict(data or {}),
         "config": config,
+        "environment": dict(environment or {}),
         "final": final,
         "iterations": tracker.records,
         "rm_selection_counts": {name: tracker.selection_counts.get(name, 0) for name in all_names},

@@ -32,6 +32,7 @@ def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, 
     results, selections = _read(out)
     assert results == json.loads(json.dumps(payload))
     assert RESULT_KEYS <= set(results) and results["complete"] is True
+    assert set(results["environment"]) >= {"git", "python", "packages", "platform", "cpu", "torch_threads", "cuda"}
     assert [r["iteration"] for r in results["iterations"]] == [0, 1, 2]
     for record in results["iterations"]:
         assert ITERATION_KEYS <= set(record)
