@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from laser.report.counterfactual_plots import write_counterfactual_plots
 from laser.report.counterfactuals import REWARDS, counterfactual_regret, final_regret, reward_vs_gold
+from laser.report.environments import environment_lines, sweep_environments
 from laser.report.head_to_head import configured_judge, evaluation_outputs, head_to_head
 from laser.report.jobs import Job, load_sweep
 from laser.report.plots import write_plots
@@ -181,6 +183,7 @@ def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table
         lines += _counterfactual_section(counterfactuals["reward_vs_gold"], counterfactuals["final_regret"])
     if wins:
         lines += _head_to_head_section(wins)
+    lines += environment_lines(sweep_environments(jobs)) if jobs else []
     if skipped:
         lines += ["", "## Skipped jobs (incomplete: `complete` is false)", ""] + [f"- `{p}`" for p in skipped]
     return "\n".join(lines) + "\n"
@@ -240,6 +243,11 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
     if not jobs:
         raise FileNotFoundError(f"no complete job (results.json with complete=true) under {sweep_dir}")
     out.mkdir(parents=True, exist_ok=True)
+    environments = sweep_environments(jobs)
+    if len(environments) > 1:
+        logging.getLogger("laser.report").warning(
+            "%s: the jobs ran under %d environments (report.md, section Environments); compare methods within one",
+            sweep_dir, len(environments))
     table = build_table(jobs)
     means, curves = regret_curves(jobs)
     regret = regret_summary(curves)
@@ -253,7 +261,7 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
                "table": table, "passes_per_iteration": passes_by_task(jobs),
                "pseudo_regret": {"arm_means": means, "final": regret}, "last_iteration_shares": shares,
-               "rm_calls_by_rm": rm_calls_by_rm(jobs)}
+               "rm_calls_by_rm": rm_calls_by_rm(jobs), "environments": environments}
     if counterfactuals:  # sweeps without them keep report.json as it was
         payload["counterfactuals"] = counterfactuals
     if wins:  # likewise: only sweeps that wrote test responses
