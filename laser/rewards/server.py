@@ -21,7 +21,6 @@ import logging
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from laser.errors import LaserConfigError
@@ -37,10 +36,10 @@ from laser.rewards.classify_api import (
 from laser.rewards.errors import RewardModelError
 from laser.rewards.http_client import wait_for
 from laser.rewards.pool import RewardModelPool
+from laser.rewards.pool_config import build_pool  # noqa: F401  (laser.rewards.server.build_pool, as before)
 from laser.tasks.base import Example
 
 log = logging.getLogger(__name__)
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 _DRAIN_LIMIT = 64 * 2**20  # an oversize body up to this is read and dropped, so the client sees the 413
 _ROUTES = "use GET /health, GET /v1/models, POST /classify (vLLM's shape) or POST /score (laser's)"
 
@@ -243,29 +242,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
         log.debug("%s %s", self.address_string(), format % args)
-
-
-def build_pool(name_or_path: str, overrides: list[str] | None = None) -> RewardModelPool:
-    """The pool of an rm_pool config name (composed with conf/config.yaml, so `${paths...}` resolve)
-    or of a yaml file; `overrides` are Hydra overrides such as "rm_pool.device=cuda:1"."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    path = Path(name_or_path).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise LaserConfigError(f"--pool {name_or_path!r}: no such yaml file")
-        dotlist = [o.removeprefix("rm_pool.") for o in overrides or []]
-        return instantiate(OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(dotlist)))
-    names = sorted(p.stem for p in (CONF_DIR / "rm_pool").glob("*.yaml"))
-    if name_or_path not in names:
-        raise LaserConfigError(f"--pool {name_or_path!r} is not a yaml file or one of {names}")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"rm_pool={name_or_path}", *(overrides or [])])
-    return instantiate(cfg.rm_pool)
 
 
 def main(argv: list[str] | None = None) -> None:
