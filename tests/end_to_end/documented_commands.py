@@ -158,7 +158,7 @@ def markdown_commands(text: str) -> list[tuple[int, str, str | None, str]]:
             if stripped.startswith("$ "):  # a prompt: the block's lines up to the next prompt are its output
                 note = "\n".join(shown_output(lines[consumed + 1:]))
             found.append((i + 1, command.removeprefix("$ "), mark, note))
-    return sorted(found + span_commands(prose))
+    return [c for _, c in sorted([((c[0], 0), c) for c in found] + span_commands(prose))]
 
 
 def shown_output(lines: list[str]) -> list[str]:
@@ -171,8 +171,9 @@ def shown_output(lines: list[str]) -> list[str]:
     return shown
 
 
-def span_commands(prose: list[str]) -> list[tuple[int, str, str | None, str]]:
-    """Commands in inline code spans (and the sweeps recorded at the top of a report) of the prose lines."""
+def span_commands(prose: list[str]) -> list[tuple[tuple[int, int], tuple[int, str, str | None, str]]]:
+    """Commands in inline code spans (and the sweeps recorded at the top of a report) of the prose lines,
+    each with its (line, offset) for ordering."""
     found = []
     text = "\n".join(prose)
     for match in INLINE_SPAN.finditer(text):
@@ -180,11 +181,11 @@ def span_commands(prose: list[str]) -> list[tuple[int, str, str | None, str]]:
         if START.match(content):
             line = text.count("\n", 0, match.start()) + 1
             command, rest = cut_command(content)
-            found.append((line, command, split_mark(rest)[0], surrounding(prose, line - 1)))
+            found.append(((line, match.start()), (line, command, split_mark(rest)[0], surrounding(prose, line - 1))))
     for i, line in enumerate(prose):
         recorded = RECORDED_SWEEP.match(line)
         if recorded:
-            found.append((i + 1, recorded.group(1), "sweep", line))
+            found.append(((i + 1, 0), (i + 1, recorded.group(1), "sweep", line)))
     return found
 
 
@@ -268,6 +269,16 @@ def sweep_jobs(invocation: HydraInvocation, compose) -> list[list[str]]:
     params = compose(invocation.config_name, fixed).hydra.sweeper.get("params") or {}
     overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + list(invocation.overrides))
     return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def first_job(invocation: HydraInvocation) -> list[str]:
+    """The invocation's overrides with each command-line sweep at its first value (the config's own sweep
+    params are left to Hydra's defaults: sweep_jobs has them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(invocation.overrides))
+    return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
+            for o in parsed]
 
 
 def override_key(override: str) -> str:

@@ -21,10 +21,15 @@ from typing import Any
 from conftest import DATA_DIR, REPO, SHRINK, briefly, compose_config
 from documented_commands import HydraInvocation, hydra_invocation, override_key, split_chain, sweep_jobs
 
-# Fewer questions, samples and tokens for `laser.bestofn` (conftest's SHRINK is laser.run's).
-BESTOFN_SHRINK = ["policy.max_new_tokens=8", "policy.max_prompt_tokens=256", "num_samples=3", "batch_size=3",
-                  "task.limit=6", "task.train_limit=16"]
-SHRINKS = {"config": SHRINK, "bestofn": BESTOFN_SHRINK}
+# The shrink (until `+debug=tiny` exists): conftest's SHRINK for laser.run, plus caps for the other tasks
+# (reasoning and instruction data, the tiny policy's warm start) and best-of-n's own knobs. A number is a
+# cap: applied where the composed value is larger or null (unlimited); anything else is set as it is.
+SHRINKS = {
+    "config": SHRINK + ["policy.warm_start.steps=2", "policy.max_new_tokens=16", "task.train_limit=64",
+               "task.test_limit=16"],
+    "bestofn": ["task.limit=6", "task.train_limit=16", "num_samples=3", "batch_size=3", "policy.max_new_tokens=8",
+                "policy.max_prompt_tokens=256"],
+}
 
 # What the docs leave to the reader, and what the test puts there: a file MadeFiles makes (by name),
 # a literal value (after "="), or nothing.
@@ -66,16 +71,36 @@ def fill(text: str, made: Callable[[str], str]) -> str:
     return re.sub(r" {2,}", " ", text).strip()
 
 
+def canonical(text: str) -> str:
+    """The command without the placeholders that stand for nothing (`python -m laser.plan <overrides>` is
+    `python -m laser.plan`): commands equal this way are run once."""
+    for key, value in PLACEHOLDERS.items():
+        if not value:
+            text = re.sub(boundary(key), "", text)
+    return re.sub(r" {2,}", " ", text).strip()
+
+
 def fill_for_composing(text: str) -> str:
     """The command with any placeholder replaced by a stand-in word, so that Hydra can parse it."""
     return ANY_PLACEHOLDER.sub(lambda m: m.group(0) if m.group(0) == "..." else "placeholder", text)
 
 
 def shrunk(invocation: HydraInvocation, overrides: list[str] | None = None) -> list[str]:
-    """The overrides (default: the invocation's) plus the shrink for every key they do not set."""
+    """The overrides (default: the invocation's) plus the shrink (SHRINKS) for every key they do not set
+    themselves and the composed config has."""
+    from omegaconf import OmegaConf
+
     overrides = list(invocation.overrides if overrides is None else overrides)
+    cfg = compose_config(overrides, invocation.config_name)
     own = {override_key(o) for o in overrides}
-    return overrides + [o for o in SHRINKS[invocation.config_name] if override_key(o) not in own]
+    added = []
+    for key, value in (o.split("=", 1) for o in SHRINKS[invocation.config_name]):
+        if key in own or OmegaConf.select(cfg, key, default="<absent>", throw_on_resolution_failure=False) == "<absent>":
+            continue
+        current = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+        if not value.isdigit() or current is None or not isinstance(current, int) or current > int(value):
+            added.append(f"{key}={value}")
+    return overrides + added
 
 
 def several_processes(invocation: HydraInvocation) -> bool:

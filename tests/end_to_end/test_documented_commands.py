@@ -2,15 +2,16 @@
 
 `documented_commands.collect()` finds every `python -m laser.*` command of README.md, docs/**/*.md,
 benchmarks/README.md and the opening comments of conf/**/*.yaml, so a new command is tested with no
-edit here. A command written in several places (same text, same mark) is tested once, and a failure
-names every file:line that holds it. A command runs unless it carries a mark (MARKS: `# gpu`, ...).
+edit here. A command written in several places (same text, same mark; `<overrides>` counts as nothing)
+is tested once, and a failure names every file:line that holds it. A command runs unless it carries a mark (MARKS: `# gpu`, ...).
 
 - Unmarked `laser.run` / `laser.bestofn` single runs run in this process, composed from the command's
-  overrides as Hydra composes them, SHRUNK: conftest's SHRINK (documented_runs.BESTOFN_SHRINK) for each
-  key the command does not set itself, and a pool that trains its RMs trains briefly (conftest.briefly);
-  `+debug=tiny` is to replace the lists. They cache models in the session's cache and must end complete.
-  Why shrunk: about 60 documented runs take ~40 s each as written (~40 min); shrunk, each still builds
-  every group and knob it names and runs the whole step, in seconds.
+  overrides as Hydra composes them, SHRUNK (documented_runs.SHRINKS: conftest's SHRINK plus caps on the
+  warm start and the data, for every key the command does not set itself; a pool that trains its RMs
+  trains briefly, conftest.briefly; `+debug=tiny` is to replace the lists). They cache models in the
+  session's cache and must end complete. Why shrunk: about 65 documented runs take ~40 s to minutes each
+  as written (over 40 min); shrunk, each still builds every group and knob it names and runs the whole
+  step (generate, score, pair, update, bandit, evaluation, checkpoint), in seconds.
 - A run whose text states figures (documented_commands.stated_figures: test accuracy, time) runs AS
   WRITTEN in a subprocess, not shrunk, and the figures are checked: accuracy within ACCURACY_TOLERANCE,
   the child's CPU time (robust to other processes' load) within TIME_FACTOR of the stated seconds.
@@ -45,7 +46,6 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from conftest import REPO, compose_config
@@ -54,6 +54,7 @@ from documented_commands import (
     Command,
     collect,
     environment,
+    first_job,
     hydra_invocation,
     override_key,
     split_chain,
@@ -62,6 +63,7 @@ from documented_commands import (
 )
 from documented_runs import (
     MadeFiles,
+    canonical,
     fill,
     fill_for_composing,
     on_free_port,
@@ -95,7 +97,7 @@ SWEEP_ABOVE = sweep_above(COMMANDS)
 GROUPS: dict[tuple, list[Command]] = {}
 for _command in COMMANDS:  # grouped by what the test does: text, mark and the sweep above it
     _above = SWEEP_ABOVE.get(_command)
-    GROUPS.setdefault((_command.text, _command.mark, _above and _above.text), []).append(_command)
+    GROUPS.setdefault((canonical(_command.text), _command.mark, _above and _above.text), []).append(_command)
 
 
 def written(command: Command) -> list[Command]:
@@ -172,16 +174,20 @@ def test_the_default_runs_stated_figures_are_found():
 
 
 def composed_jobs(command: Command, every: bool) -> int:
-    """Compose the first job (every=True: each job, seeds once) of each Hydra invocation; returns how many."""
+    """Compose each Hydra invocation's first job (command-line sweeps at their first value), or with
+    every=True each job of its sweep (jobs that differ only in seed once); returns how many composed."""
     count = 0
     for args in Command(command.file, command.line, fill_for_composing(command.text), None).invocations():
         invocation = hydra_invocation(args)
         if invocation is None:
             continue
         try:
-            jobs = sweep_jobs(invocation, lambda name, overrides: compose_config(overrides, name, hydra=True))
-            unseeded = {tuple(o for o in job if override_key(o) != "seed"): job for job in jobs}
-            for job in list(unseeded.values()) if every else jobs[:1]:
+            if every:
+                jobs = sweep_jobs(invocation, lambda name, overrides: compose_config(overrides, name, hydra=True))
+                jobs = list({tuple(o for o in job if override_key(o) != "seed"): job for job in jobs}.values())
+            else:
+                jobs = [first_job(invocation)]
+            for job in jobs:
                 compose_config(job, invocation.config_name)
                 count += 1
         except Exception as error:
@@ -223,7 +229,7 @@ def test_documented_run(command, tmp_path, cache_dir, made, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [p for p in params("run-as-written") if "--cfg" not in p.values[0].text])
-def test_documented_command_runs_as_written(command, tmp_path, cache_dir, made):
+def test_documented_command_runs_as_written(command, tmp_path, cache_dir, made, capsys):
     figures = [stated_figures(c.note) for c in written(command)]
     states_figures = any(f.accuracy or f.seconds for f in figures)
     run = run_line(filled(command, made), tmp_path, cache_dir, shrink=not states_figures)
@@ -234,6 +240,10 @@ def test_documented_command_runs_as_written(command, tmp_path, cache_dir, made):
         f"{places(command)}: `{command.text}` left no complete results.json; ran\n{run.line}\n{run.stderr[-3000:]}"
     for stated in figures:
         check_figures(command, stated, results, run.cpu_seconds)
+    if states_figures:
+        with capsys.disabled():
+            print(f"\n{places(command)}: `{command.text}` states {figures}; the run gave test accuracy "
+                  f"{results[0]['final']['test/accuracy']:.3f} in {run.cpu_seconds:.0f} CPU s")
     for shown in (c.note for c in written(command) if PLAN_VERDICT.search(c.note)):
         check_plan_verdict(command, shown, run.stdout)
 
@@ -289,7 +299,8 @@ def test_documented_command_composes_every_job_and_plans(command, made, capsys):
 def test_documented_server_answers(command, cache_dir, made):
     from laser.rewards.http_client import wait_for
 
-    text, _ = on_free_port(fill(command.text, made))
+    text = fill(command.text, made)
+    text, _ = on_free_port(text if "--port " in text else f"{text} --port 8765")  # 8765: the server's default
     port = re.search(r"--port (\d+)", text).group(1)
     args = split_chain(text)[0]
     server = subprocess.Popen([sys.executable, *args[1:], f"paths.cache_dir={cache_dir}"], cwd=REPO,
