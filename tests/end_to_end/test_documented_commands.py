@@ -176,7 +176,7 @@ def test_the_default_runs_stated_figures_are_found():
 def composed_jobs(command: Command, every: bool) -> int:
     """Compose each Hydra invocation's first job (command-line sweeps at their first value), or with
     every=True each job of its sweep (jobs that differ only in seed once); returns how many composed."""
-    count = 0
+    count, problem = 0, None
     for args in Command(command.file, command.line, fill_for_composing(command.text), None).invocations():
         invocation = hydra_invocation(args)
         if invocation is None:
@@ -190,9 +190,10 @@ def composed_jobs(command: Command, every: bool) -> int:
             for job in jobs:
                 compose_config(job, invocation.config_name)
                 count += 1
-        except Exception as error:
-            pytest.fail(f"{places(command)}: `{command.text}` does not compose: {type(error).__name__}: "
-                        f"{(str(error).strip().splitlines() or [''])[0]}")
+        except Exception as error:  # Hydra's errors, each a different class: the message is what matters
+            problem = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+            break
+    assert problem is None, f"{places(command)}: `{command.text}` does not compose: {problem}"
     return count
 
 
@@ -221,9 +222,10 @@ def test_documented_run(command, tmp_path, cache_dir, made, monkeypatch):
     monkeypatch.setenv("LASER_CACHE_DIR", str(cache_dir))
     invocation = hydra_invocation(split_chain(text)[0][2:])
     try:
-        results = run_in_process(invocation, list(invocation.overrides), tmp_path / "run", cache_dir)
-    except Exception as error:
-        pytest.fail(f"{places(command)}: `{command.text}` failed: {type(error).__name__}: {error}")
+        results, problem = run_in_process(invocation, list(invocation.overrides), tmp_path / "run", cache_dir), None
+    except Exception as error:  # whatever the run raises: the test names the command and where it is written
+        results, problem = None, f"{type(error).__name__}: {error}"
+    assert problem is None, f"{places(command)}: `{command.text}` failed: {problem}"
     assert results["complete"], f"{places(command)}: `{command.text}` did not complete"
 
 
@@ -269,9 +271,10 @@ def check_plan_verdict(command: Command, shown: str, printed: str) -> None:
 def test_documented_sweep_composes_every_job_and_runs_one(command, tmp_path, cache_dir, made):
     composed_jobs(command, every=True)
     try:
-        folder = made.sweep_of(command.text)
-    except Exception as error:
-        pytest.fail(f"{places(command)}: one job of `{command.text}` failed: {type(error).__name__}: {error}")
+        folder, problem = made.sweep_of(command.text), None
+    except Exception as error:  # whatever the job raises: the test names the command and where it is written
+        folder, problem = None, f"{type(error).__name__}: {error}"
+    assert problem is None, f"{places(command)}: one job of `{command.text}` failed: {problem}"
     rest = command.text.split(" && ", 1)[1:]  # `... && python -m laser.report outputs/multiruns/<time>`
     if rest:
         run = run_line(rest[0].replace("outputs/multiruns/<time>", str(folder)), tmp_path, cache_dir)
