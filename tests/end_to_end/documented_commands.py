@@ -32,7 +32,7 @@ MARKS = {
     "usage": "a synopsis (`|` alternatives, `...`, a bare module name): its module's --help names every option",
 }
 MARK_WORD = re.compile(r"#\s*([a-z]+)\b")
-START = re.compile(r"(?:\$ )?(?:[A-Z_][A-Z0-9_]*=\S* )*python -m laser\.")
+START = re.compile(r"(?:\$ )?(?:[A-Z_][A-Z0-9_]*=\S* )*python -m laser\.[a-z]")
 INLINE_SPAN = re.compile(r"(?<!`)`([^`\n]+(?:\n[^`\n]+)?)`(?!`)")  # a code span, at most across one line break
 RECORDED_SWEEP = re.compile(r"^Sweep `[^`(]*\((python -m laser\.[^`]*)\)`")
 LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.) ")

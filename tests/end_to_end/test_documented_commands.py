@@ -244,8 +244,9 @@ def test_documented_command_runs_as_written(command, tmp_path, cache_dir, made, 
         check_figures(command, stated, results, run.cpu_seconds)
     if states_figures:
         with capsys.disabled():
-            print(f"\n{places(command)}: `{command.text}` states {figures}; the run gave test accuracy "
-                  f"{results[0]['final']['test/accuracy']:.3f} in {run.cpu_seconds:.0f} CPU s")
+            stated = [f"{f.accuracy or '-'} / {f.seconds or '-'} s" for f in figures if f.accuracy or f.seconds]
+            print(f"\n{places(command)}: `{command.text}` states (accuracy / time) {', '.join(stated)}; the run "
+                  f"gave {results[0]['final']['test/accuracy']:.3f} in {run.cpu_seconds:.0f} CPU s")
     for shown in (c.note for c in written(command) if PLAN_VERDICT.search(c.note)):
         check_plan_verdict(command, shown, run.stdout)
 
