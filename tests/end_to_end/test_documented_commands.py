@@ -232,33 +232,34 @@ def test_documented_run(command, tmp_path, cache_dir, made, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [p for p in params("run-as-written") if "--cfg" not in p.values[0].text])
 def test_documented_command_runs_as_written(command, tmp_path, cache_dir, made, capsys):
-    figures = [stated_figures(c.note) for c in written(command)]
-    states_figures = any(f.accuracy or f.seconds for f in figures)
+    figures = {c.where: stated_figures(c.note) for c in written(command)}
+    states_figures = any(f.accuracy or f.seconds for f in figures.values())
     run = run_line(filled(command, made), tmp_path, cache_dir, shrink=not states_figures)
     ok = run.returncode in ((0, 1) if command.invocations()[0][0] == "laser.plan" else (0,))
     assert ok, f"{places(command)}: `{command.text}` failed (exit {run.returncode}); ran\n{run.line}\n{run.stderr[-3000:]}"
     results = run.results()
     assert len(results) >= len(run.run_dirs) and all(r["complete"] for r in results), \
         f"{places(command)}: `{command.text}` left no complete results.json; ran\n{run.line}\n{run.stderr[-3000:]}"
-    for stated in figures:
-        check_figures(command, stated, results, run.cpu_seconds)
+    for where, stated in figures.items():
+        check_figures(f"{where}: `{command.text}`", stated, results, run.cpu_seconds)
     if states_figures:
         with capsys.disabled():
-            stated = [f"{f.accuracy or '-'} / {f.seconds or '-'} s" for f in figures if f.accuracy or f.seconds]
+            stated = [f"{f.accuracy or '-'} / {f.seconds or '-'} s" for f in figures.values() if f.accuracy or f.seconds]
             print(f"\n{places(command)}: `{command.text}` states (accuracy / time) {', '.join(stated)}; the run "
                   f"gave {results[0]['final']['test/accuracy']:.3f} in {run.cpu_seconds:.0f} CPU s")
     for shown in (c.note for c in written(command) if PLAN_VERDICT.search(c.note)):
         check_plan_verdict(command, shown, run.stdout)
 
 
-def check_figures(command: Command, stated, results: list[dict], cpu_seconds: float) -> None:
+def check_figures(where: str, stated, results: list[dict], cpu_seconds: float) -> None:
+    """`where` (file:line and command) states figures: the run's test accuracy and CPU time must match them."""
     if stated.accuracy is not None:
         accuracy = results[0]["final"]["test/accuracy"]
         assert abs(accuracy - stated.accuracy) <= ACCURACY_TOLERANCE, \
-            f"{places(command)}: `{command.text}` states test accuracy {stated.accuracy}, the run gave {accuracy}"
+            f"{where} states test accuracy {stated.accuracy}, the run gave {accuracy} (tolerance {ACCURACY_TOLERANCE})"
     if stated.seconds is not None:
         assert stated.seconds / TIME_FACTOR <= cpu_seconds <= stated.seconds * TIME_FACTOR, \
-            f"{places(command)}: `{command.text}` states ~{stated.seconds:.0f} s, the run took {cpu_seconds:.0f} CPU s"
+            f"{where} states ~{stated.seconds:.0f} s, the run took {cpu_seconds:.0f} CPU s (more than {TIME_FACTOR}x off)"
 
 
 def check_plan_verdict(command: Command, shown: str, printed: str) -> None:
