@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-dtype", default="float32", help="the judge's dtype, e.g. bfloat16")
     parser.add_argument("--laser", action="append", default=None, metavar="METHOD",
                         help="a LASeR row of the head-to-head (repeatable; default: methods starting with linucb)")
+    parser.add_argument("--baseline", default=None, metavar="METHOD",
+                        help="the method every other is paired against, seed by seed (default: score_ensemble, if run)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             from laser.evaluation.winrate import build_judge
 
             judge = build_judge(args.judge, args.judge_device, args.judge_dtype)
-        files = write_report(args.sweep_dir, args.out, judge, args.laser)
+        files = write_report(args.sweep_dir, args.out, judge, args.laser, args.baseline)
     except LaserConfigError as error:
         print(f"laser.report: error: {error}", file=sys.stderr)
         return 2
