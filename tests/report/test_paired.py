@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import run_analysis_notebook
 from test_report import write_job
 from test_stats import SLEEP_CI, SLEEP_DIFFERENCES, SLEEP_DRUG_1, SLEEP_DRUG_2
 
@@ -164,3 +165,13 @@ def test_a_sweep_without_the_default_baseline_says_how_to_choose_one(tmp_path):
     files = write_report(tmp_path / "sweep", tmp_path / "out")
     assert "report_paired.csv" not in {f.name for f in files}
     assert "the default `score_ensemble` is not in this sweep; choose one with" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_notebook_shows_the_paired_table(sweep_with_ensemble, monkeypatch):
+    monkeypatch.delenv("LASER_BASELINE", raising=False)  # the default: the score ensemble
+    notebook = run_analysis_notebook(sweep_with_ensemble, monkeypatch)
+    markdown = [o["data"]["text/markdown"] for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+                if "text/markdown" in o.get("data", {})]
+    # The paired cell's own output (report.md, shown above it, carries the same section).
+    own = [m for m in markdown if m.lstrip().startswith("## Paired differences against `score_ensemble`")]
+    assert len(own) == 1 and "| arithmetic | linucb | 3 | +0.050 |" in own[0] and "| arithmetic | random | 3 | -0.050 |" in own[0]
