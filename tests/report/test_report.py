@@ -195,7 +195,8 @@ def test_cli_reports_a_real_sweep(real_sweep, tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = [Path(line) for line in result.stdout.split()]
-    assert {p.name for p in printed} == {"report.md", "report.csv", "report.json", *PLOTS}
+    # chosen_score.png: the reward-hacking monitor's view without gold (the runs write `chosen_score`)
+    assert {p.name for p in printed} == {"report.md", "report.csv", "report.json", *PLOTS, "chosen_score.png"}
     assert all(p.exists() and p.stat().st_size > 0 for p in printed)
     markdown = (out / "report.md").read_text()
     assert "| linucb |" in markdown and "| random |" in markdown
