@@ -100,6 +100,7 @@ def hacking_flags(jobs: list[Job], threshold: float = DEFAULT_THRESHOLD) -> dict
                               "iteration": iteration, "category": category, "rm": rm,
                               "live_accuracy": arms[rm]["accuracy"], "pairs": arms[rm]["counted"],
                               "chosen": cell["chosen"][rm], "steps": cell["steps"]})
+    flags.sort(key=lambda f: (f["task"], f["method"], f["seed"], f["iteration"], f["category"], f["rm"], f["job"]))
     return {"threshold": threshold, "measure": measure, "flags": flags}
 
 

@@ -28,9 +28,9 @@ def _means(values: dict[int, list[float]]) -> tuple[list[int], list[float]]:
     return x, [statistics.fmean(values[i]) for i in x]
 
 
-def _iteration_axis(ax, label: str = "iteration") -> None:
-    """Whole iterations only, a tick each (however few points a panel has)."""
-    ticks = sorted({int(x) for line in ax.get_lines() for x in line.get_xdata()})
+def _iteration_axis(ax, iterations: list[dict[int, Any]], label: str = "iteration") -> None:
+    """A tick per iteration with data (keys of `iterations`), however few points a panel has."""
+    ticks = sorted({int(i) for values in iterations for i in values})
     ax.set_xticks(ticks)
     ax.set_xlim(min(ticks, default=0) - 0.3, max(ticks, default=0) + 0.3)
     ax.set_xlabel(label)
@@ -60,7 +60,7 @@ def plot_live_accuracy(jobs: list[Job], monitor: dict[str, Any], path: Path) -> 
         ax.axhline(monitor["threshold"], color="grey", linestyle="--", linewidth=1)
         ax.set(title=f"{task} / {method} / {category}" if several_tasks else f"{method} / category: {category}",
                ylabel="live accuracy", ylim=(-0.03, 1.03))
-        _iteration_axis(ax)
+        _iteration_axis(ax, list(per_panel[key].values()))
     handles = [Line2D([], [], color=colours[a], marker="o", label=a) for a in arms]
     handles += [Line2D([], [], color="grey", linestyle="--", label=f"threshold {monitor['threshold']:g}"),
                 Line2D([], [], color="red", marker="x", linestyle="", markersize=9,
@@ -92,7 +92,7 @@ def plot_chosen_score(jobs: list[Job], path: Path) -> Path | None:
         for method, by_iteration in sorted(scores[task][rm].items()):
             ax.plot(*_means(by_iteration), marker="o", color=colours[method])
         ax.set(title=f"{task}: {rm} when chosen", ylabel="score of its preferred responses")
-        _iteration_axis(ax)
+        _iteration_axis(ax, list(scores[task][rm].values()))
     fig.legend(handles=[Line2D([], [], color=colours[m], marker="o", label=m) for m in methods], title="method",
                loc="outside lower center", ncols=min(len(methods), 6))
     fig.suptitle("The chosen judge's score of what it preferred vs the task metric (no gold labels needed)\n"
@@ -102,6 +102,7 @@ def plot_chosen_score(jobs: list[Job], path: Path) -> Path | None:
 
 def _metric_panel(ax, jobs: list[Job], colours: dict[str, tuple]) -> None:
     """The task metric by iteration (0 = before preference training), mean over each method's jobs."""
+    plotted = []
     for method in sorted({j.method for j in jobs}):
         values: dict[int, list[float]] = defaultdict(list)
         for job in (j for j in jobs if j.method == method):
@@ -111,9 +112,10 @@ def _metric_panel(ax, jobs: list[Job], colours: dict[str, tuple]) -> None:
                     values[int(record["iteration"])].append(value)
         if values:
             ax.plot(*_means(values), marker="s", linestyle="--", color=colours[method])
+            plotted.append(values)
     metric = jobs[0].metric if jobs else "metric"
     ax.set(title=f"{jobs[0].task if jobs else ''}: {metric}", ylabel=metric)
-    _iteration_axis(ax, "iteration (0 = before)")
+    _iteration_axis(ax, plotted, "iteration (0 = before)")
 
 
 def write_monitor_plots(jobs: list[Job], out_dir: Path, monitor: dict[str, Any] | None) -> list[Path]:

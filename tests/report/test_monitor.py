@@ -70,6 +70,8 @@ def test_hacking_flags_name_the_job_iteration_category_and_rm(tmp_path):
                                    "iteration": 2, "category": "x", "rm": "A", "live_accuracy": pytest.approx(1 / 3),
                                    "pairs": 12, "chosen": 4, "steps": 4}  # 4 steps x (1 right + 2 wrong)
     assert hacking_flags(jobs, 0.3)["flags"] == []
+    two = [Job(tmp_path / str(seed), "linucb", "arithmetic", seed, {}, [], HACKED) for seed in (10, 2)]
+    assert [f["seed"] for f in hacking_flags(two)["flags"]] == [2, 10]  # by seed, not by folder name
     assert hacking_flags([Job(tmp_path, "linucb", "arithmetic", 0, {}, [])]) is None  # no counterfactuals
     old = [Job(tmp_path, "linucb", "arithmetic", 0, {}, [], [step(0, 1, "A", {"A": arm(4, 0.25, None)})])]
     assert hacking_flags(old)["measure"] == ALL_PAIRS and hacking_flags(old)["flags"][0]["live_accuracy"] == 0.25
