@@ -7,7 +7,7 @@
             -> pairs = build_preference_pairs    per prompt, ties skipped    laser/step/pairs.py
             -> loss = DPO (+ nll_weight * NLL)   reference = adapter off     laser/step/preference.py
             -> optimiser step                    AdamW; micro-batches add up  laser/step/microbatch.py
-            -> selector.update(reward)           the bandit's reward (paper: -loss) laser/selection/rewards/
+            -> selector.update(reward)           the bandit's reward (paper: -loss) laser/selection/selector_reward/
 
 What sits beside the step, behind one call each: RM faults (laser/step/rm_faults.py), what a step
 writes and logs (laser/step/records.py), the ranks' agreement (laser/distributed/processes.py).
@@ -40,7 +40,7 @@ from laser.runs.results import IterationTracker
 from laser.runs.rng import set_rng_state
 from laser.selection.base import Selector, StepFeedback
 from laser.selection.context import Context, LastTokenContext
-from laser.selection.rewards.base import SelectorReward, StepEvidence
+from laser.selection.selector_reward.base import SelectorReward, StepEvidence
 from laser.step import records
 from laser.step.counterfactuals import record_counterfactuals
 from laser.step.decisions import Decision, shared_decision
@@ -251,7 +251,7 @@ class LaserModule(IterationHooks, L.LightningModule):
 
     def _reward(self, decisions: list[Decision], batch: list[Example], responses: list[str],
                 feedback: StepFeedback, evidence: StepEvidence, pairs: list[tuple[int, int, int]]) -> dict[str, float]:
-        """The bandit learns from the selector reward of each decision (laser/selection/rewards/), mapped to
+        """The bandit learns from the selector reward of each decision (laser/selection/selector_reward/), mapped to
         [0, 1]; one selections.jsonl line per decision, with the gold accuracy of all its pairs (held-back
         ones too). Returns the (last) reward's metrics."""
         metrics: dict[str, float] = {}

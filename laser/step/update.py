@@ -16,7 +16,7 @@ import lightning as L
 import torch
 
 from laser.policy.policy import Policy
-from laser.selection.rewards.base import StepEvidence, holdout_split
+from laser.selection.selector_reward.base import StepEvidence, holdout_split
 from laser.step.losses import DPOLoss
 from laser.step.microbatch import Backward, MicroBatching
 from laser.step.preference import Pair, policy_margins, preference_loss, step_evidence

@@ -8,8 +8,8 @@ import torch
 from test_preference import GRAD_RTOL, LOSS, VALUE_ATOL, N, make_policy, make_step, tiny_model, trainable
 
 from laser.selection.normalisers.identity import IdentityNormaliser
-from laser.selection.rewards.heldout import HeldOutAgreement
-from laser.selection.rewards.negative_loss import NegativeLoss
+from laser.selection.selector_reward.heldout import HeldOutAgreement
+from laser.selection.selector_reward.negative_loss import NegativeLoss
 from laser.step.microbatch import MicroBatching
 from laser.step.preference import policy_margins
 from laser.step.update import update_on_pairs
