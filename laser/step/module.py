@@ -3,13 +3,13 @@
     prompts -> contexts = context(prompts)       what the bandit sees        laser/selection/context.py
             -> decisions = decide(contexts)      one RM per batch (or prompt) laser/step/decisions.py
             -> samples = policy.sample(n)        one batched generate call   laser/policy/policy.py
-            -> scores = the chosen RMs' scores   only they run               laser/rewards/pool.py
+            -> scores = the chosen RMs' scores   only they run               laser/step/scoring.py
             -> pairs = build_preference_pairs    per prompt, ties skipped    laser/step/pairs.py
             -> loss = DPO (+ nll_weight * NLL)   reference = adapter off     laser/step/preference.py
             -> optimiser step                    AdamW; micro-batches add up  laser/step/microbatch.py
             -> selector.update(reward)           the bandit's reward (paper: -loss) laser/selection/selector_reward/
 
-What sits beside the step, behind one call each: RM faults (laser/step/rm_faults.py), what a step
+What sits beside the step, behind one call each: RM faults (laser/step/scoring.py), what a step
 writes and logs (laser/step/records.py), the ranks' agreement (laser/distributed/processes.py).
 
 An iteration is one Lightning epoch of `steps_per_iteration` steps; after it the test split is
@@ -48,7 +48,7 @@ from laser.step.iteration import IterationHooks
 from laser.step.losses import DPOLoss
 from laser.step.microbatch import MicroBatching
 from laser.step.pairs import build_preference_pairs
-from laser.step.rm_faults import handle_rm_fault, score_or_fault
+from laser.step.scoring import handle_rm_fault, score_step
 from laser.step.state import module_state, restore_module_state, restore_policy_weights
 from laser.step.update import update_on_pairs, update_then_undo
 from laser.tasks.base import Example, Task
@@ -157,10 +157,14 @@ class LaserModule(IterationHooks, L.LightningModule):
         self.tracker.on_step(samples.num_generated_tokens)
         if self.counterfactuals:  # opt-in diagnostics: what every RM would have given (laser/step/counterfactuals.py)
             record_counterfactuals(self, batch, prompts, encoded, samples, decisions)
-        scored = self._score(decisions, batch, prompts, samples.texts)  # only the chosen RMs run
-        if scored is None:
-            return  # an RM failed: the step is skipped and counted (laser/step/rm_faults.py)
-        scores, per_arm = scored
+        with self.phase("score"):  # only the chosen RMs run; an RM that fails is a fault (laser/step/scoring.py)
+            scored = score_step(self.rm_pool, self.selector, decisions, batch, prompts, samples.texts,
+                                self.num_samples, self.task)
+        if any_rank(self.trainer, scored.fault is not None):  # all ranks skip together, or DDP collectives hang
+            reason = handle_rm_fault(scored.fault, decisions, self.rm_pool.names, self.selector, self.tracker,
+                                     self.on_rm_fault)
+            return records.record_skip(self, reason, decisions, batch)
+        scores, per_arm = scored.scores, scored.per_arm
         pairs = self._pairs(scores, per_arm, samples)
         if any_rank(self.trainer, not pairs):  # all ranks skip together, or DDP's backward would hang
             return self._skip_without_pairs(decisions, batch)
@@ -194,19 +198,6 @@ class LaserModule(IterationHooks, L.LightningModule):
         if disagreeing_ranks:  # every rank counts it, so rank 0's results.json reports it
             self.tracker.skipped["ddp_decision_mismatch"] += disagreeing_ranks
         return decisions
-
-    def _score(self, decisions: list[Decision], batch: list[Example], prompts: list[str],
-               responses: list[str]) -> tuple[torch.Tensor, dict[int, torch.Tensor]] | None:
-        """Scores [B, n] by the chosen RMs and each arm's raw scores; None when an RM failed on any rank
-        (every rank then skips the step together, or DDP collectives would hang)."""
-        with self.phase("score"):
-            scores, per_arm, fault = score_or_fault(self.rm_pool, self.selector, decisions, batch, prompts,
-                                                    responses, self.num_samples, self.task)
-        if not any_rank(self.trainer, fault is not None):
-            return scores, per_arm
-        reason = handle_rm_fault(fault, decisions, self.rm_pool.names, self.selector, self.tracker, self.on_rm_fault)
-        records.record_skip(self, reason, decisions, batch)
-        return None
 
     def _pairs(self, scores: torch.Tensor, per_arm: dict[int, torch.Tensor], samples: Samples) -> list[tuple[int, int, int]]:
         """Preference pairs per prompt (ties and identical responses skipped), as the selector filters them."""
