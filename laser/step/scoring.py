@@ -76,7 +76,8 @@ def score_step(pool: RewardModelPool, selector: Selector, decisions: list[Decisi
     if not torch.isfinite(scores).all():
         bad = sorted({pool.names[a] for d in decisions if not torch.isfinite(scores[d.prompts]).all()
                       for a in d.selection.arms})
-        return StepScores(scores, per_arm, RewardModelError(bad[0], "nonfinite_scores", f"{bad} returned NaN/inf scores"))
+        fault = RewardModelError(bad[0], "nonfinite_scores", f"{bad} returned NaN/inf scores")
+        return StepScores(scores, per_arm, fault)
     return StepScores(scores, per_arm)
 
 
