@@ -46,7 +46,8 @@ def update_then_undo(policy: Policy, optimiser: torch.optim.Optimizer, max_grad_
                      update: Callable[[OptimiserStep], Update]) -> Update:
     """`update` (`update_on_pairs` given everything but its optimiser step) with a plain step of `optimiser`
     (zero, backward, clip to `max_grad_norm` unless 0, step), then undone: the adapter and the optimiser
-    state come back exactly (`load_state_dict` aliases the tensors it is given, so it gets a fresh copy)."""
+    state come back exactly."""
+    # copies taken before the update (`state_dict` returns the live tensors, which the step changes in place)
     adapter, state = policy.adapter_state_dict(), copy.deepcopy(optimiser.state_dict())
     trainable = [p for p in policy.parameters() if p.requires_grad]
 
@@ -61,5 +62,5 @@ def update_then_undo(policy: Policy, optimiser: torch.optim.Optimizer, max_grad_
         return update(step)
     finally:
         policy.load_adapter_state_dict(adapter)
-        optimiser.load_state_dict(copy.deepcopy(state))
+        optimiser.load_state_dict(state)
         optimiser.zero_grad()
