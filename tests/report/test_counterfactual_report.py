@@ -38,7 +38,7 @@ def arm(gold: float | None, normalised: float | None = None, raw: float | None =
 
 
 def line(step: int, chosen: str | list[str], category: str, arms: dict, reward: str = "paper") -> dict:
-    """One counterfactuals.jsonl line (the fields `counterfactual_line` writes)."""
+    """One counterfactuals.jsonl line (the fields `Counterfactuals.record` writes)."""
     return {"step": step, "iteration": 1, "categories": {category: 4},
             "chosen": chosen if isinstance(chosen, list) else [chosen], "reward": reward, "arms": arms}
 

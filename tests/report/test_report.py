@@ -34,7 +34,7 @@ ACCURACIES = {
 
 
 def decision(step: int, arm: str | list[str], category: str, gold: float | None) -> dict:
-    """One selections.jsonl line (the fields `_record` writes)."""
+    """One selections.jsonl line (the fields `laser.step.records.selection_line` writes)."""
     return {"step": step, "iteration": 1 + step // 2, "arm": 0, "arm_name": arm, "reward_raw": -1.0,
             "reward_normalised": 0.5, "categories": {category: 4}, "propensity": None, "gold_pair_accuracy": gold}
 
