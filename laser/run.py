@@ -76,9 +76,10 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
     from laser.step.module import LaserModule
+    from laser.step.settings import StepSettings
 
     laser_cfg = OmegaConf.to_container(cfg.laser)
-    laser_cfg.pop("iterations")
+    laser_cfg.pop("iterations")  # the trainer's; the rest are the step's knobs
     task = instantiate(cfg.task)
     rm_pool = instantiate(cfg.rm_pool, _convert_="all")
     selector = instantiate(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names, _convert_="all")
@@ -87,8 +88,9 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     loss = instantiate(cfg.loss)
     datamodule = instantiate(cfg.data, task=task)
     policy = instantiate(cfg.policy, task=task, _convert_="all")
-    module = LaserModule(policy, rm_pool, selector, task, selector_reward, loss=loss, output_dir=str(output_dir),
-                         stop_after_iteration=cfg.get("stop_after_iteration"), context=context, **laser_cfg)
+    module = LaserModule(policy, rm_pool, selector, task, selector_reward, loss=loss, context=context,
+                         settings=StepSettings(**laser_cfg), output_dir=str(output_dir),
+                         stop_after_iteration=cfg.get("stop_after_iteration"))
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool, "selector": selector}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from laser.selection.rewards.base import SelectorReward, StepEvidence
+from laser.selection.selector_reward.base import SelectorReward, StepEvidence
 
 
 class PolicyAgreement(SelectorReward):
