@@ -47,8 +47,11 @@ PLACEHOLDERS = {
     "/data/benchmarks": "data", "/scratch/laser": "cache",
     "<overrides>": "", "[overrides]": "",  # `python -m laser.plan <overrides>`: the default run's plan
     "<rm_pool name or yaml>": "=tiny_with_classifier", "<pool>": "=tiny_with_classifier",
+    "METHOD": "=random",  # a method of the tiny sweep (`--baseline METHOD`)
 }
-ANY_PLACEHOLDER = re.compile(r"<[^<>]+>|\.\.\.|\[[a-z ]+\]")
+# A placeholder: `<name>`, `...`, `[name]`, or an all-caps metavar standing alone (`--baseline METHOD`).
+ANY_PLACEHOLDER = re.compile(r"<[^<>]+>|\.\.\.|\[[a-z ]+\]|(?<=\s)[A-Z][A-Z_]{2,}(?=\s|$)")
+OPTIONAL = re.compile(r"(?<=\s)\[(--[^\[\]]*)\]")  # `[--option value]`: the test runs the optional part too
 
 
 def boundary(key: str) -> str:
@@ -59,7 +62,7 @@ def unknown_placeholders(text: str) -> list[str]:
     """What a command leaves to the reader (`<name>`, `...`, `[optional]`) that PLACEHOLDERS cannot fill."""
     for key in PLACEHOLDERS:
         text = re.sub(boundary(key), "", text)
-    return ANY_PLACEHOLDER.findall(text)
+    return ANY_PLACEHOLDER.findall(OPTIONAL.sub(r"\1", text))
 
 
 def fill(text: str, made: Callable[[str], str]) -> str:
@@ -68,7 +71,7 @@ def fill(text: str, made: Callable[[str], str]) -> str:
         if re.search(boundary(key), text):
             replacement = value[1:] if value.startswith("=") else made(value) if value else ""
             text = re.sub(boundary(key), lambda _, r=replacement: r, text)
-    return re.sub(r" {2,}", " ", text).strip()
+    return re.sub(r" {2,}", " ", OPTIONAL.sub(r"\1", text)).strip()
 
 
 def canonical(text: str) -> str:
@@ -236,19 +239,20 @@ class MadeFiles:
             self.made[name] = str(getattr(self, f"make_{name}")(self.root / name))
         return self.made[name]
 
-    def sweep_of(self, text: str) -> Path:
-        """The folder of the sweep `text` (`python -m laser.run -m ...`), its first job run shrunk."""
+    def sweep_of(self, text: str, jobs: int = 1) -> Path:
+        """The folder of the sweep `text` (`python -m laser.run -m ...`), its first `jobs` jobs run shrunk."""
         if text not in self.sweeps:
             invocation = hydra_invocation(split_chain(text)[0][2:])
             folder = self.root / f"sweep-{len(self.sweeps)}"
-            job = sweep_jobs(invocation, lambda name, o: compose_config(o, name, hydra=True))[0]
-            results = run_in_process(invocation, job, folder / "0", self.cache_dir)
-            assert results["complete"], text
+            for number, job in enumerate(sweep_jobs(invocation, lambda name, o: compose_config(o, name, hydra=True))[:jobs]):
+                results = run_in_process(invocation, job, folder / str(number), self.cache_dir)
+                assert results["complete"], text
             self.sweeps[text] = folder
         return self.sweeps[text]
 
     def make_sweep(self, folder: Path) -> Path:
-        return self.sweep_of("python -m laser.run -m bandit=linucb,random")
+        """Two methods on one seed (a report's tables, plots and paired differences have something to read)."""
+        return self.sweep_of("python -m laser.run -m bandit=linucb,random", jobs=2)
 
     def make_stopped_run(self, folder: Path) -> Path:
         run = hydra_invocation(["laser.run"])
