@@ -190,7 +190,8 @@ def span_commands(prose: list[str]) -> list[tuple[tuple[int, int], tuple[int, st
 
 
 def surrounding(lines: list[str], i: int) -> str:
-    """The list item or paragraph holding line i, and the list it introduces when it ends with ':'."""
+    """The list item or paragraph holding line i, and the list it introduces when it ends with ':' (up to
+    an item that names another command: that item speaks of its own)."""
     start = i
     while start > 0 and lines[start - 1].strip() and not LIST_ITEM.match(lines[start]):
         start -= 1
@@ -199,8 +200,18 @@ def surrounding(lines: list[str], i: int) -> str:
         end += 1
     if lines[end - 1].rstrip().endswith(":"):
         while end < len(lines) and lines[end].strip():
+            if LIST_ITEM.match(lines[end]) and any("python -m laser." in line for line in item(lines, end)):
+                break
             end += 1
     return " ".join(line.strip() for line in lines[start:end])
+
+
+def item(lines: list[str], first: int) -> list[str]:
+    """The lines of the list item starting at line `first`."""
+    end = first + 1
+    while end < len(lines) and lines[end].strip() and not LIST_ITEM.match(lines[end]):
+        end += 1
+    return lines[first:end]
 
 
 def yaml_header_commands(text: str) -> list[tuple[int, str, str | None, str]]:
@@ -295,7 +306,8 @@ class Figures:
 
 
 # Ordered: the first pattern that matches a command's note gives the figure.
-ACCURACY_PATTERNS = [r"(\d\.\d+) after \d+ iterations", r"test accuracy (\d\.\d+)", r"\((\d\.\d+), ~?\d+ s\)"]
+ACCURACY_PATTERNS = [r"(\d\.\d+)[^()]{0,60}?after \d+ iterations",  # "0.685 here; about 0.68-0.73 ... after 10 iterations"
+                     r"test accuracy (\d\.\d+)", r"\((\d\.\d+), ~?\d+ s\)"]  # "(0.46, ~20 s)"
 TIME_PATTERNS = [r"\*\*time\*\*: about (\d+) s", r"\(\d\.\d+, ~?(\d+) s\)", r"~(\d+) s on 2 CPU cores",
                  r"(under a minute)"]
 
