@@ -31,28 +31,14 @@ settings.load_profile("laser")
 # Tiny models on 2 busy cores run far faster single-threaded (thread hand-offs dominate).
 torch.set_num_threads(1)
 
-# Fewer iterations, steps, samples and evaluated examples: a few seconds per run, whatever the config.
-SHRINK = [
-    "laser.num_samples=4",
-    "laser.pairs_per_prompt=2",
-    "laser.iterations=2",
-    "data.steps_per_iteration=6",
-    "data.eval_limit=40",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-]
-# The first embedded miniature (+experiment=legacy_miniature: addition and comparison, the tiny pool, the
-# paper's LinUCB on the last-token context, a fixed 200-step warm start), which the unit tests were written
-# against. Tests of the fair miniature (the embedded default) or of an experiment use SHRINK alone.
-LEGACY = [
-    "task=arithmetic_legacy",
-    "rm_pool=tiny",
-    "bandit=linucb",
-    "context=last_token",
-    "policy.warm_start.steps=200",
-    "policy.warm_start.target_accuracy=null",
-    "laser.lr=2e-3",
-]
+# Fewer iterations, steps, samples and evaluated examples: a few seconds per run, whatever the config. The
+# `debug` group (conf/debug/tiny.yaml, `python -m laser.run +debug=tiny` for users) is the one definition;
+# it goes LAST among a test's overrides, after any `+experiment=`, whose settings it must beat.
+SHRINK = ["+debug=tiny"]
+# The first embedded miniature (addition and comparison, the tiny pool, the paper's LinUCB on the last-token
+# context, a fixed 200-step warm start), which the unit tests were written against: its experiment file.
+# Tests of the fair miniature (the embedded default) or of another experiment use SHRINK alone.
+LEGACY = ["+experiment=legacy_miniature"]
 TINY_OVERRIDES = LEGACY + SHRINK
 
 
@@ -109,8 +95,8 @@ def make_config(tmp_path, cache_dir):
     def make(overrides: Sequence[str] = (), output_dir: Path | None = None, tiny: bool = True,
              config_name: str = "config", legacy: bool = True) -> DictConfig:
         out = output_dir or tmp_path / "run"
-        base = (LEGACY if tiny and legacy else []) + (SHRINK if tiny else [])
-        return compose_config(base + list(overrides), config_name, out, cache_dir)
+        legacy_first = LEGACY if tiny and legacy else []
+        return compose_config(legacy_first + list(overrides) + (SHRINK if tiny else []), config_name, out, cache_dir)
 
     return make
 

@@ -33,7 +33,9 @@ def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, 
     assert results == json.loads(json.dumps(payload))
     assert RESULT_KEYS <= set(results) and results["complete"] is True
     assert set(results["environment"]) >= {"git", "python", "packages", "platform", "cpu", "torch_threads", "cuda"}
+    # Shrunk by +debug=tiny (conf/debug/tiny.yaml): 2 iterations of 6 steps, evaluated on 40 test examples.
     assert [r["iteration"] for r in results["iterations"]] == [0, 1, 2]
+    assert results["data"]["steps_per_iteration"] == 6 and results["config"]["data"]["eval_limit"] == 40
     for record in results["iterations"]:
         assert ITERATION_KEYS <= set(record)
         assert set(record["rm_selection_counts"]) == {"arith_judge", "compare_judge", "noise"}
