@@ -74,7 +74,8 @@ def test_every_table_experiment_declares_its_sweep():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_one_tiny_job(name, make_config, tmp_path):
     # A brief warm start: each task and category mix would otherwise train its own tiny policy to 0.6 accuracy.
-    overrides = [f"+experiment={name}", "laser.iterations=1", "data.steps_per_iteration=1", *BRIEF_WARM_START]
+    overrides = [f"+experiment={name}", "laser.iterations=1", "data.steps_per_iteration=1", "data.eval_limit=8",
+                 *BRIEF_WARM_START]
     overrides += [o for o in first_job_overrides(name) if not o.startswith(("seed=", "rm_pool=reasoning"))]
     paper_scale = compose_config([f"+experiment={name}"]).policy.get("tiny") is None  # a hub policy
     if paper_scale:

@@ -61,8 +61,9 @@ def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, 
 
 def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(make_config, tmp_path):
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
-    run(make_config(["laser.iterations=3"], output_dir=full_dir), full_dir)
-    stopped = run(make_config(["laser.iterations=3", "stop_after_iteration=1"], output_dir=part_dir), part_dir)
+    shorter = ["laser.iterations=3", "data.steps_per_iteration=3", "data.eval_limit=16"]  # 3 iterations matter
+    run(make_config(shorter, output_dir=full_dir), full_dir)
+    stopped = run(make_config([*shorter, "stop_after_iteration=1"], output_dir=part_dir), part_dir)
     assert stopped["complete"] is False and len(stopped["iterations"]) == 2
     # What a user types: `python -m laser.run resume=<run folder>` (the saved config is reused).
     run(make_config([f"resume={part_dir}"], output_dir=part_dir), part_dir)
@@ -119,7 +120,7 @@ def test_results_do_not_depend_on_whether_local_models_were_cached(tmp_path):
     from conftest import TINY_OVERRIDES, compose_config
 
     cache = tmp_path / "fresh-cache"
-    overrides = [*TINY_OVERRIDES, "policy.warm_start.steps=20"]  # a warm start is built, briefly
+    overrides = [*TINY_OVERRIDES, "policy.warm_start.steps=20", "laser.iterations=1"]  # a warm start is built, briefly
     first = run(compose_config(overrides, output_dir=tmp_path / "a", cache_dir=cache), tmp_path / "a")  # builds
     second = run(compose_config(overrides, output_dir=tmp_path / "b", cache_dir=cache), tmp_path / "b")  # reuses
     assert [r["test/accuracy"] for r in first["iterations"]] == [r["test/accuracy"] for r in second["iterations"]]
