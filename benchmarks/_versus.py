@@ -181,7 +181,7 @@ def laser_preference_loss(module, prompt_ids: list[list[int]], response_ids: lis
     from laser.step.preference import MicroBatching, preference_loss
 
     return preference_loss(module.policy, prompt_ids, response_ids, pairs, n, module.loss,
-                           MicroBatching(module.micro_batch_size))
+                           MicroBatching(module.settings.micro_batch_size))
 
 
 def trl_clock(device: str, warmup: int, memory: PeakMemory, ends: list[float], logs: list[dict], peak: dict):

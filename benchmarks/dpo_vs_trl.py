@@ -115,7 +115,7 @@ def laser_child(a: argparse.Namespace) -> dict:
         loss, metrics = result.losses.mean(), result.metrics
         optimiser.zero_grad()
         result.backward(torch.Tensor.backward)
-        torch.nn.utils.clip_grad_norm_(trainable, module.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(trainable, module.settings.max_grad_norm)
         optimiser.step()
         return {"loss": float(loss.detach()), "logps/chosen": metrics["logps/chosen"],
                 "logps/rejected": metrics["logps/rejected"]}

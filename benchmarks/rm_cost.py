@@ -1,7 +1,7 @@
 """One LASeR iteration (LinUCB picks ONE of K RMs) vs the score ensemble (all K RMs score), K=4 RMs of
 equal size: four untrained Llama sequence classifiers (laser.tiny.build_untrained_classifier) in a
 RewardModelPool, and the tiny policy, all built locally. An iteration is the module's step: contexts,
-decision, n samples per prompt (one generate call), scoring by the chosen RMs (laser.step.decisions),
+decision, n samples per prompt (one generate call), scoring by the chosen RMs (laser.step.scoring),
 preference pairs, one DPO (+NLL) step, bandit update.
 
 Phase times, measured alone: G = generate n samples for the batch, R = one RM scoring all responses,
@@ -51,8 +51,9 @@ def main() -> None:
     from laser.selection.context import LastTokenContext
     from laser.selection.linucb import LinUCB
     from laser.selection.score_ensemble import ScoreEnsemble
-    from laser.step.decisions import decide, score_decisions
+    from laser.step.decisions import decide
     from laser.step.pairs import build_preference_pairs
+    from laser.step.scoring import score_decisions
     from laser.tiny import build_untrained_classifier
 
     torch.manual_seed(0)

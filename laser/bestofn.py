@@ -10,7 +10,7 @@ For each batch of questions, top to bottom:
   3. n answers per question from one batched `generate` call (`num_samples`), ending at EOS or the
      task's stop strings, each cut to its first line (`LongContextQA.extract_answer`): what the RMs
      score and F1 grades;
-  4. only the chosen RM(s) score that question's answers (`decisions.score_decisions`);
+  4. only the chosen RM(s) score that question's answers (`scoring.score_decisions`);
   5. the best-scored answer is the prediction; its token F1 against the golds is reported;
   6. the bandit is updated with a reward normalised to [0, 1] by `QuantileNormaliser`.
 Baselines come from `bandit=`: random, score_ensemble (all RMs, z-scored and averaged), single_k.
@@ -55,7 +55,8 @@ from laser.runs.folder import prepare_output_dir, run_job
 from laser.runs.provenance import environment
 from laser.runs.results import method_label
 from laser.selection.base import StepFeedback
-from laser.step.decisions import Decision, decide, score_decisions
+from laser.step.decisions import Decision, decide
+from laser.step.scoring import score_decisions
 from laser.tasks.longcontext import gold_answers
 from laser.tasks.qa_metrics import best_f1, consensus_f1
 

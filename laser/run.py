@@ -51,6 +51,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     parts = build(cfg, output_dir)
     module, datamodule = parts["module"], parts["datamodule"]
     trainer = make_trainer(cfg, output_dir)
+    log_run_config(trainer.loggers, cfg)
     started = time.perf_counter()
     try:
         if cfg.get("resume"):
@@ -75,9 +76,10 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
     from laser.step.module import LaserModule
+    from laser.step.settings import StepSettings
 
     laser_cfg = OmegaConf.to_container(cfg.laser)
-    laser_cfg.pop("iterations")
+    laser_cfg.pop("iterations")  # the trainer's; the rest are the step's knobs
     task = instantiate(cfg.task)
     rm_pool = instantiate(cfg.rm_pool, _convert_="all")
     selector = instantiate(cfg.bandit, num_arms=len(rm_pool), arm_names=rm_pool.names, _convert_="all")
@@ -86,8 +88,9 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     loss = instantiate(cfg.loss)
     datamodule = instantiate(cfg.data, task=task)
     policy = instantiate(cfg.policy, task=task, _convert_="all")
-    module = LaserModule(policy, rm_pool, selector, task, selector_reward, loss=loss, output_dir=str(output_dir),
-                         stop_after_iteration=cfg.get("stop_after_iteration"), context=context, **laser_cfg)
+    module = LaserModule(policy, rm_pool, selector, task, selector_reward, loss=loss, context=context,
+                         settings=StepSettings(**laser_cfg), output_dir=str(output_dir),
+                         stop_after_iteration=cfg.get("stop_after_iteration"))
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool, "selector": selector}
 
 
@@ -110,6 +113,19 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
                                   auto_insert_metric_name=False,
                                   save_last=True, save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True)
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints], plugins=[AtomicCheckpointIO()])
+
+
+def log_run_config(loggers: list, cfg: DictConfig) -> None:
+    """Give every logger the job's whole config and its provenance (`environment`: commit, versions,
+    machine) as the run's hyperparameters: the W&B run config, the CSV logger's hparams.yaml. Two runs
+    on two machines are then told apart in W&B as in `results.json`."""
+    from laser.runs.provenance import environment
+
+    if not loggers:
+        return
+    hyperparameters = {**OmegaConf.to_container(cfg, resolve=True), "environment": environment()}
+    for logger in loggers:
+        logger.log_hyperparams(hyperparameters)  # Lightning's loggers write on rank 0 only
 
 
 def results(cfg: DictConfig, parts: dict[str, Any]) -> dict[str, Any]:

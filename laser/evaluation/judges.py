@@ -1,7 +1,7 @@
 """Pairwise judges: which of two responses to the same prompt is better.
 
 A judge answers `prefer(prompts, responses_a, responses_b)` with one number per item: 1.0 when
-response a is better, 0.0 when b is, 0.5 for a tie. `laser.evaluation.winrate.win_rate` turns these into a
+response a is better, 0.0 when b is, 0.5 for a tie. `laser.tasks.win_rate.win_rate` turns these into a
 win rate (asking in both orders to cancel position bias). Three judges of the `Judge` interface:
 
 - `RewardModelJudge`: any `RewardModel` scores both responses; the higher score wins.

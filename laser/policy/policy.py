@@ -1,8 +1,9 @@
 """The policy: a Hugging Face causal LM with a peft LoRA adapter.
 
 Three jobs in the LASeR step: `embed` prompts (the bandit's context, no grad), `sample` n responses
-per prompt in ONE batched `generate` call, and `pair_logps` (policy and reference log-probs of chosen
-and rejected responses in one concatenated forward each). The reference model is the same network
+per prompt in ONE batched `generate` call, and `response_logps` (summed log-probs of responses given
+their prompts, under the policy or the reference; the update asks once per distinct response of its
+pairs, in micro-batches: laser/step/microbatch.py). The reference model is the same network
 with its live adapter off (`as_reference`), never a second copy; `refresh_reference` folds the adapter
 into that (laser/policy/reference.py) and zeroes it: the policy becomes the next iteration's reference.
 """

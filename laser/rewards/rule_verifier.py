@@ -1,5 +1,5 @@
 """A verifier that applies one arithmetic category's rule to every question: how a judge built for one kind
-of prompt scores another (the `conflicting` category-judge pool)."""
+of prompt scores another (the `category_judges_conflicting` pool)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ log = logging.getLogger("laser.step.module")
 
 class IterationHooks:
     """Evaluation, reference refresh and iteration records of a `LaserModule` (which has the policy, task,
-    selector, RM pool, tracker and output folder these hooks use)."""
+    selector, RM pool, settings, tracker and recorder these hooks use)."""
 
     def validation_step(self, batch: list[Example], batch_idx: int) -> None:
         encoded = self.policy.encode([self.task.format_prompt(example) for example in batch])
@@ -33,10 +33,11 @@ class IterationHooks:
         self._eval_responses = interleaved(self.trainer, self._eval_responses)
         self._eval_examples = interleaved(self.trainer, self._eval_examples)
         self.last_eval = self.task.evaluate(self._eval_responses, self._eval_examples)
-        if records.writes_files(self):  # for a task judged by an outside tool (AlpacaEval)
+        if self.recorder.folder is not None:  # rank 0, for a task judged by an outside tool (AlpacaEval)
             iteration = 0 if self.trainer.state.fn == "validate" else self.current_epoch + 1
-            records.write_model_outputs(self.task, self.output_dir / "model_outputs", iteration, self._eval_responses,
-                                        self._eval_examples, generator=f"laser-{type(self.selector).__name__}")
+            records.write_model_outputs(self.task, self.recorder.folder / "model_outputs", iteration,
+                                        self._eval_responses, self._eval_examples,
+                                        generator=f"laser-{type(self.selector).__name__}")
         self._eval_responses, self._eval_examples = [], []
         self.log_dict(self.last_eval, on_epoch=True, batch_size=1)
         if self.trainer.state.fn == "validate":  # the evaluation before training: iteration 0
@@ -46,7 +47,7 @@ class IterationHooks:
         self._iteration_started = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
-        if self.refresh_each_iteration:
+        if self.settings.refresh_reference:
             self.policy.refresh_reference()
             optimiser = self.optimizers().optimizer
             optimiser.state.clear()  # Adam moments belong to the old adapter; start the new one fresh
@@ -75,8 +76,8 @@ class IterationHooks:
                                     time.perf_counter() - self._iteration_started, self.rm_pool.names)
         log.info("iteration %d: %s", iteration, {k: v for k, v in record.items() if k.startswith("test/")})
         self._iteration_started = time.perf_counter()
-        if records.writes_files(self):
-            write_json_atomically(self.output_dir / "iterations.json", self.tracker.records)
+        if self.recorder.folder is not None:
+            write_json_atomically(self.recorder.folder / "iterations.json", self.tracker.records)
 
     def wall_seconds(self) -> float:
         return self.elapsed_before + time.perf_counter() - self._session_started

@@ -3,13 +3,13 @@
     prompts -> contexts = context(prompts)       what the bandit sees        laser/selection/context.py
             -> decisions = decide(contexts)      one RM per batch (or prompt) laser/step/decisions.py
             -> samples = policy.sample(n)        one batched generate call   laser/policy/policy.py
-            -> scores = the chosen RMs' scores   only they run               laser/rewards/pool.py
+            -> scores = the chosen RMs' scores   only they run               laser/step/scoring.py
             -> pairs = build_preference_pairs    per prompt, ties skipped    laser/step/pairs.py
             -> loss = DPO (+ nll_weight * NLL)   reference = adapter off     laser/step/preference.py
             -> optimiser step                    AdamW; micro-batches add up  laser/step/microbatch.py
-            -> selector.update(reward)           the bandit's reward (paper: -loss) laser/selection/rewards/
+            -> selector.update(reward)           the bandit's reward (paper: -loss) laser/selection/selector_reward/
 
-What sits beside the step, behind one call each: RM faults (laser/step/rm_faults.py), what a step
+What sits beside the step, behind one call each: RM faults (laser/step/scoring.py), what a step
 writes and logs (laser/step/records.py), the ranks' agreement (laser/distributed/processes.py).
 
 An iteration is one Lightning epoch of `steps_per_iteration` steps; after it the test split is
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
-from laser.config.checks import check_values
 from laser.distributed.processes import any_rank, most_of_any_rank
 from laser.distributed.sharding import shard_policy
 from laser.policy.policy import Policy, Samples
@@ -40,17 +40,19 @@ from laser.runs.results import IterationTracker
 from laser.runs.rng import set_rng_state
 from laser.selection.base import Selector, StepFeedback
 from laser.selection.context import Context, LastTokenContext
-from laser.selection.rewards.base import SelectorReward, StepEvidence
+from laser.selection.selector_reward.base import SelectorReward, StepEvidence
 from laser.step import records
-from laser.step.counterfactuals import record_counterfactuals
+from laser.step.counterfactuals import Counterfactuals
 from laser.step.decisions import Decision, shared_decision
 from laser.step.iteration import IterationHooks
 from laser.step.losses import DPOLoss
 from laser.step.microbatch import MicroBatching
-from laser.step.pairs import build_preference_pairs
-from laser.step.rm_faults import handle_rm_fault, score_or_fault
-from laser.step.state import module_state, restore_module_state, restore_policy_weights
-from laser.step.update import update_on_pairs, update_then_undo
+from laser.step.pairs import build_preference_pairs, mean_chosen_score
+from laser.step.records import StepRecorder
+from laser.step.scoring import handle_rm_fault, score_step
+from laser.step.settings import StepSettings
+from laser.step.state import Resumable, checkpoint_state, restore_checkpoint_state, restore_policy_weights
+from laser.step.update import Update, update_on_pairs, update_then_undo
 from laser.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
@@ -61,51 +63,29 @@ class LaserModule(IterationHooks, L.LightningModule):
     """Preference training of `policy` with RMs chosen by `selector` from `rm_pool`.
 
     Args:
-        num_samples: responses sampled per prompt (paper: 30); generation cost grows linearly.
-        pairs_per_prompt: preference pairs per prompt (paper: 10), top-scored vs lower-scored.
         loss: the preference loss (`conf/loss/`: DPO + nll_weight * NLL, laser/step/losses.py); the step
             hands it log-probs and reads per-pair losses, never its knobs.
-        micro_batch_size: sequences per forward/backward of the update (None: all of the step's distinct
-            responses at once); gradient accumulation, one optimiser step, the whole batch's gradient.
-        lr, weight_decay, max_grad_norm: AdamW on the LoRA weights only.
-        refresh_reference: merge the adapter into the reference after every iteration (paper).
+        context: what the bandit sees per prompt (default: the paper's last-token state).
+        settings: the step's knobs, the `laser:` section of the config (laser/step/settings.py).
         output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
         stop_after_iteration: end the fit early after this iteration (a planned stop; resume later).
-        context: what the bandit sees per prompt (default: the paper's last-token state).
-        log_samples_every: every N steps, log two prompts' sampled responses with their scores and the
-            RM that scored them (`samples.jsonl`, and a W&B table with logger=wandb); 0 disables.
-        on_rm_fault: an RM that raises, hangs, miscounts or returns NaN/inf: "skip" the step, or
-            "penalise" (skip it and give the chosen arm reward 0). Either way it is counted (faults/*).
-        on_no_pairs: a step without preference pairs (the RM tied every pair of distinct responses, or the
-            responses were identical) trains nothing; "skip" leaves the selector unrewarded (paper),
-            "neutral" / "penalise" reward the decision 0.5 / 0.
-        counterfactuals: every step, score the samples with every RM and record what each would have given
-            (`counterfactuals.jsonl`; K scorings and K virtual updates per step; the run is unchanged).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
-                 selector_reward: SelectorReward, loss: DPOLoss | None = None, num_samples: int = 4,
-                 pairs_per_prompt: int = 1, micro_batch_size: int | None = None, lr: float = 5e-6,
-                 weight_decay: float = 0.0, max_grad_norm: float = 1.0, refresh_reference: bool = True,
-                 output_dir: str | None = None, stop_after_iteration: int | None = None,
-                 context: Context | None = None, log_samples_every: int = 20,
-                 on_rm_fault: str = "skip", on_no_pairs: str = "skip", counterfactuals: bool = False) -> None:
+                 selector_reward: SelectorReward, loss: DPOLoss | None = None, context: Context | None = None,
+                 settings: StepSettings | None = None, output_dir: str | None = None,
+                 stop_after_iteration: int | None = None) -> None:
         super().__init__()
-        check_values("laser", num_samples=num_samples, pairs_per_prompt=pairs_per_prompt, lr=lr,
-                     micro_batch_size=micro_batch_size, on_rm_fault=on_rm_fault, on_no_pairs=on_no_pairs)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
         self.policy, self.rm_pool, self.selector, self.task = policy, rm_pool, selector, task
         self.selector_reward = selector_reward
-        self.context = context or LastTokenContext()
-        self.log_samples_every, self.on_rm_fault, self.on_no_pairs = log_samples_every, on_rm_fault, on_no_pairs
-        self.counterfactuals = counterfactuals
-        self.num_samples, self.pairs_per_prompt = num_samples, pairs_per_prompt
-        self.loss, self.micro_batch_size = loss or DPOLoss(nll_weight=1.0), micro_batch_size
-        self.lr, self.weight_decay, self.max_grad_norm = lr, weight_decay, max_grad_norm
-        self.refresh_each_iteration = refresh_reference
+        self.loss, self.context = loss or DPOLoss(nll_weight=1.0), context or LastTokenContext()
+        self.settings = settings or StepSettings()
         self.output_dir, self.stop_after_iteration = Path(output_dir) if output_dir else None, stop_after_iteration
         self.tracker = IterationTracker()
+        self.recorder: StepRecorder  # where this process's records go: made in `setup`, once its rank is known
+        self.counterfactuals: Counterfactuals | None = None  # laser.counterfactuals=true, on the writing rank
         self.last_eval: dict[str, float] = {}
         self._eval_responses: list[str] = []
         self._eval_examples: list[Example] = []
@@ -119,7 +99,16 @@ class LaserModule(IterationHooks, L.LightningModule):
         self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
         self._session_started = time.perf_counter()
 
-    # ---- optimisation ----------------------------------------------------------------------------
+    # ---- set-up and optimisation ------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Once the trainer knows this process's rank: rank 0 writes the run's files, every rank logs."""
+        folder = self.output_dir if self.trainer.is_global_zero else None
+        self.recorder = StepRecorder(self.tracker, self.rm_pool.names, folder, self.log_dict, self.loggers,
+                                     self.settings.log_samples_every)
+        if self.settings.counterfactuals and folder is not None:
+            self.counterfactuals = Counterfactuals(self.rm_pool, self.task, self.selector_reward,
+                                                   self.settings.pairs_per_prompt, folder)
 
     def configure_model(self) -> None:
         """trainer=fsdp: shard the policy's decoder layers over the ranks (laser/distributed/sharding.py)."""
@@ -129,12 +118,12 @@ class LaserModule(IterationHooks, L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
-        return torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(trainable, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
 
     def on_fit_start(self) -> None:
         """After Lightning has put the model on its device: replay a resumed run's reference refreshes there."""
         if self._pending_weights is not None:
-            restore_policy_weights(self, self._pending_weights)
+            restore_policy_weights(self.policy, self._pending_weights)
             self._pending_weights = None
 
     def transfer_batch_to_device(self, batch: list[Example], device: torch.device, dataloader_idx: int):
@@ -146,6 +135,7 @@ class LaserModule(IterationHooks, L.LightningModule):
         """One LASeR step: context -> decide -> sample -> score -> pairs -> loss -> step -> reward."""
         self._continue_saved_rng_streams()
         prompts = [self.task.format_prompt(example) for example in batch]
+        n, iteration = self.settings.num_samples, self.current_epoch + 1
         with self.phase("embed"):
             encoded = self.policy.encode(prompts)
             contexts = self._contexts(encoded, prompts)  # [B, d], no grad
@@ -153,24 +143,31 @@ class LaserModule(IterationHooks, L.LightningModule):
             decisions = self._decide(contexts)  # per batch or per prompt: which RM(s) score
         with self.phase("generate"):
             # n per prompt, one generate call; each response cut at EOS or at the task's stop strings
-            samples = self.policy.sample(encoded, self.num_samples, stop_strings=self.task.stop_strings)
+            samples = self.policy.sample(encoded, n, stop_strings=self.task.stop_strings)
         self.tracker.on_step(samples.num_generated_tokens)
-        if self.counterfactuals:  # opt-in diagnostics: what every RM would have given (laser/step/counterfactuals.py)
-            record_counterfactuals(self, batch, prompts, encoded, samples, decisions)
-        scored = self._score(decisions, batch, prompts, samples.texts)  # only the chosen RMs run
-        if scored is None:
-            return  # an RM failed: the step is skipped and counted (laser/step/rm_faults.py)
-        scores, per_arm = scored
-        pairs = self._pairs(scores, per_arm, samples)
+        prompt_ids = self.policy.unpadded_prompt_ids(encoded)
+        if self.counterfactuals:  # opt-in: what every RM would have given (laser/step/counterfactuals.py)
+            measure = partial(self._update, prompt_ids=prompt_ids, response_ids=samples.response_ids, trains=False)
+            self.counterfactuals.record(batch, prompts, samples, decisions, measure, self.tracker.steps - 1, iteration)
+        with self.phase("score"):  # only the chosen RMs run; an RM that fails is a fault (laser/step/scoring.py)
+            scored = score_step(self.rm_pool, self.selector, decisions, batch, prompts, samples.texts, n, self.task)
+        if any_rank(self.trainer, scored.fault is not None):  # all ranks skip together, or DDP collectives hang
+            reason = handle_rm_fault(scored.fault, decisions, self.rm_pool.names, self.selector, self.tracker,
+                                     self.settings.on_rm_fault)
+            return self.recorder.skip(reason, decisions, batch, iteration)
+        pairs = self._pairs(scored.scores, scored.per_arm, samples)
         if any_rank(self.trainer, not pairs):  # all ranks skip together, or DDP's backward would hang
-            return self._skip_without_pairs(decisions, batch)
+            return self._skip_without_pairs(decisions, batch, iteration)
         with self.phase("train"):
-            evidence, loss, metrics = self._update(pairs, self.policy.unpadded_prompt_ids(encoded), samples, decisions)
+            trains = all(decision.selection.trains for decision in decisions)
+            if not trains:  # e.g. LinUCB trying an RM out: the update is measured, then undone
+                self.tracker.skipped["exploration_not_trained"] += 1
+            evidence, loss, metrics = self._update(pairs, prompt_ids, samples.response_ids, trains)
         self.tracker.on_loss(float(loss))
-        feedback = StepFeedback(scores=per_arm, pairs=[p for p in pairs if p[0] in set(evidence.prompts)])
-        metrics.update(self._reward(decisions, batch, samples.texts, feedback, evidence, pairs))
+        feedback = StepFeedback(scores=scored.per_arm, pairs=[p for p in pairs if p[0] in set(evidence.prompts)])
+        metrics.update(self._reward(decisions, batch, samples.texts, feedback, evidence, pairs, iteration))
         metrics.update(records.step_metrics(loss, feedback.pairs, samples, decisions, self.selector))
-        records.log_step(self, metrics, decisions, batch, prompts, samples.texts, scores)
+        self.recorder.step(metrics, decisions, batch, prompts, samples.texts, scored.scores, self.global_step)
 
     def phase(self, name: str):
         """Time a phase of the step into this iteration's record (the test kill switch may stop here)."""
@@ -195,77 +192,68 @@ class LaserModule(IterationHooks, L.LightningModule):
             self.tracker.skipped["ddp_decision_mismatch"] += disagreeing_ranks
         return decisions
 
-    def _score(self, decisions: list[Decision], batch: list[Example], prompts: list[str],
-               responses: list[str]) -> tuple[torch.Tensor, dict[int, torch.Tensor]] | None:
-        """Scores [B, n] by the chosen RMs and each arm's raw scores; None when an RM failed on any rank
-        (every rank then skips the step together, or DDP collectives would hang)."""
-        with self.phase("score"):
-            scores, per_arm, fault = score_or_fault(self.rm_pool, self.selector, decisions, batch, prompts,
-                                                    responses, self.num_samples, self.task)
-        if not any_rank(self.trainer, fault is not None):
-            return scores, per_arm
-        reason = handle_rm_fault(fault, decisions, self.rm_pool.names, self.selector, self.tracker, self.on_rm_fault)
-        records.record_skip(self, reason, decisions, batch)
-        return None
-
     def _pairs(self, scores: torch.Tensor, per_arm: dict[int, torch.Tensor], samples: Samples) -> list[tuple[int, int, int]]:
         """Preference pairs per prompt (ties and identical responses skipped), as the selector filters them."""
-        n = self.num_samples
+        n = self.settings.num_samples
         responses = [[tuple(samples.response_ids[p * n + j]) for j in range(n)] for p in range(len(scores))]
-        pairs = build_preference_pairs(scores, self.pairs_per_prompt, responses=responses)
+        pairs = build_preference_pairs(scores, self.settings.pairs_per_prompt, responses=responses)
         return self.selector.filter_pairs(pairs, per_arm)
 
-    def _skip_without_pairs(self, decisions: list[Decision], batch: list[Example]) -> None:
+    def _skip_without_pairs(self, decisions: list[Decision], batch: list[Example], iteration: int) -> None:
         """A step without pairs trains nothing. Unrewarded (on_no_pairs=skip), an RM that ties everything in
         a region of context stays untried there, and LinUCB keeps choosing it; neutral/penalise reward it."""
-        if self.on_no_pairs != "skip":
-            reward = NO_PAIRS_REWARD[self.on_no_pairs]
+        if self.settings.on_no_pairs != "skip":
+            reward = NO_PAIRS_REWARD[self.settings.on_no_pairs]
             for decision in decisions:
                 self.selector.update(decision.selection, decision.context, reward, None)
-        records.record_skip(self, "no_pairs", decisions, batch)
+        self.recorder.skip("no_pairs", decisions, batch, iteration)
 
     def _optimiser_step(self, accumulate) -> None:
         """Zero the gradients, `accumulate(manual_backward)` (one backward per micro-batch), clip, step."""
         optimiser = self.optimizers()
         optimiser.zero_grad()
         accumulate(self.manual_backward)
-        if self.max_grad_norm:
-            self.clip_gradients(optimiser, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+        if self.settings.max_grad_norm:
+            self.clip_gradients(optimiser, gradient_clip_val=self.settings.max_grad_norm,
+                                gradient_clip_algorithm="norm")
         optimiser.step()
 
-    def _update(self, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]], samples: Samples,
-                decisions: list[Decision]) -> tuple[StepEvidence, torch.Tensor, dict[str, float]]:
+    def _update(self, pairs: list[tuple[int, int, int]], prompt_ids: list[list[int]], response_ids: list[list[int]],
+                trains: bool = True) -> Update:
         """The optimiser step on the pairs (but those the selector reward holds back) and what it measured
-        for that reward (laser/step/update.py). A selection that does not train (`Selection.trains`, e.g.
-        LinUCB trying an RM out) is measured with an update that is then undone: the bandit learns, the
-        policy does not."""
-        if not all(decision.selection.trains for decision in decisions):
-            self.tracker.skipped["exploration_not_trained"] += 1
-            return update_then_undo(self, pairs, prompt_ids, samples.response_ids)
-        return update_on_pairs(self.policy, prompt_ids, samples.response_ids, pairs, self.num_samples, self.loss,
-                               self.micro_batching(), self.selector_reward.holdout_every, self._optimiser_step)
+        for that reward (laser/step/update.py). `trains=False` measures the same update, then undoes it
+        (a selection that does not train, `Selection.trains`, and the counterfactuals): the bandit learns,
+        the policy does not."""
+        update = partial(update_on_pairs, self.policy, prompt_ids, response_ids, pairs, self.settings.num_samples,
+                         self.loss, self.micro_batching(), self.selector_reward.holdout_every)
+        if trains:
+            return update(self._optimiser_step)
+        return update_then_undo(self.policy, self.optimizers().optimizer, self.settings.max_grad_norm, update)
 
     def micro_batching(self) -> MicroBatching:
         """`micro_batch_size` sequences per micro-batch, as many micro-batches on every rank (collectives pair up)."""
-        return MicroBatching(self.micro_batch_size, agree=lambda count: most_of_any_rank(self.trainer, count))
+        return MicroBatching(self.settings.micro_batch_size,
+                             agree=lambda count: most_of_any_rank(self.trainer, count))
 
     def _reward(self, decisions: list[Decision], batch: list[Example], responses: list[str],
-                feedback: StepFeedback, evidence: StepEvidence, pairs: list[tuple[int, int, int]]) -> dict[str, float]:
-        """The bandit learns from the selector reward of each decision (laser/selection/rewards/), mapped to
-        [0, 1]; one selections.jsonl line per decision, with the gold accuracy of all its pairs (held-back
-        ones too). Returns the (last) reward's metrics."""
+                feedback: StepFeedback, evidence: StepEvidence, pairs: list[tuple[int, int, int]],
+                iteration: int) -> dict[str, float]:
+        """The bandit learns from the selector reward of each decision (laser/selection/selector_reward/),
+        mapped to [0, 1]; one selections.jsonl line per decision, with the gold accuracy of all its pairs
+        (held-back ones too). Returns the (last) reward's metrics."""
         metrics: dict[str, float] = {}
         for decision in decisions:
             reward_raw = self._decision_reward(decision, evidence)
             if reward_raw is None:
-                records.record_decision(self, decision, batch, skipped="no_pairs")
+                self.recorder.decision(decision, batch, iteration, skipped="no_pairs")
                 continue
             reward = self.selector_reward(reward_raw, decision.context)
             with self.phase("bandit"):
                 self.selector.update(decision.selection, decision.context, reward, feedback)
-            accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.num_samples,
-                                                  [p for p in pairs if p[0] in set(decision.prompts)])
-            records.record_decision(self, decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
+            own = [p for p in pairs if p[0] in set(decision.prompts)]
+            accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.settings.num_samples, own)
+            self.recorder.decision(decision, batch, iteration, reward_raw, reward, gold_pair_accuracy=accuracy,
+                                   chosen_score=mean_chosen_score(feedback.scores, decision.selection.arms, own))
             metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
         return metrics
 
@@ -282,10 +270,12 @@ class LaserModule(IterationHooks, L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {}  # the frozen base is rebuilt from its path + the merge history
-        checkpoint["laser"] = module_state(self)  # laser/step/state.py: what a checkpoint holds
+        checkpoint["laser"] = checkpoint_state(self._resumable(), self.trainer, last_eval=self.last_eval,
+                                               wall_seconds=self.wall_seconds())  # laser/step/state.py
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = restore_module_state(self, checkpoint["laser"])
+        state = restore_checkpoint_state(self._resumable(), checkpoint["laser"], self.global_rank,
+                                         self.trainer.world_size)
         self._pending_weights = state  # the policy's: once it is on its device (Lightning loads this before)
         if self.trainer.strategy.restore_checkpoint_after_setup:  # FSDP: the model is placed already
             self.on_fit_start()
@@ -294,3 +284,6 @@ class LaserModule(IterationHooks, L.LightningModule):
         if self.output_dir is not None:
             kept = rewind_selections(self.output_dir / "selections.jsonl", self.tracker.steps)
             log.info("resumed after step %d (%d selections kept)", self.tracker.steps, kept)
+
+    def _resumable(self) -> Resumable:
+        return Resumable(self.policy, self.selector, self.selector_reward, self.rm_pool, self.tracker)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from laser.policy.policy import Policy
-from laser.selection.rewards.base import StepEvidence
+from laser.selection.selector_reward.base import StepEvidence
 from laser.step.losses import DPOLoss
 from laser.step.microbatch import (
     Backward,

@@ -1,4 +1,5 @@
-"""What a LASeR step writes down for later tools, and logs (rank 0 writes the files).
+"""What a LASeR step writes down for later tools, and logs (rank 0 writes the files; `StepRecorder` knows
+where this process's records go).
 
 - `selections.jsonl`: one line per bandit decision (`selection_line`): the chosen RM(s), the raw and
   normalised reward, the prompts' categories, the propensity, and `gold_pair_accuracy` (how good the
@@ -14,14 +15,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 
 from laser.policy.policy import Samples
 from laser.runs.files import append_jsonl
+from laser.runs.results import IterationTracker
 from laser.selection.base import Selector
 from laser.step.decisions import Decision
 from laser.tasks.base import Example, Task
@@ -29,45 +32,50 @@ from laser.tasks.base import Example, Task
 SAMPLE_COLUMNS = ["step", "rm", "prompt", "response", "score", "gold"]
 
 
-# ---- the records of a LaserModule's step (`module` is the LaserModule taking the step) -------------
+@dataclass
+class StepRecorder:
+    """Where the steps' records go on this process: the run's files (`folder`: the output folder on rank 0,
+    None on other ranks or without one), the logged metrics (`log_dict`: the LightningModule's), the
+    loggers (a W&B one also takes the samples table), and the counts (`tracker`)."""
 
-def writes_files(module: L.LightningModule) -> bool:
-    """Whether this process writes the run's files: rank 0, when the run has an output folder."""
-    return module.output_dir is not None and module.trainer.is_global_zero
+    tracker: IterationTracker
+    arm_names: list[str]
+    folder: Path | None
+    log_dict: Callable[..., None]
+    loggers: list = field(default_factory=list)
+    log_samples_every: int = 0  # every N steps, two prompts' responses to samples.jsonl; 0: never
 
+    def decision(self, decision: Decision, batch: list[Example], iteration: int, reward_raw: float | None = None,
+                 reward: float | None = None, **extra: Any) -> None:
+        """Count the decision's RMs and append its line to selections.jsonl (`selection_line`)."""
+        names = [self.arm_names[a] for a in decision.selection.arms]
+        self.tracker.on_decision(names)
+        if self.folder is not None:
+            line = selection_line(self.tracker.steps - 1, iteration, decision, names, batch, reward_raw, reward,
+                                  **extra)
+            append_jsonl(self.folder / "selections.jsonl", [line])
 
-def record_decision(module: L.LightningModule, decision: Decision, batch: list[Example],
-                    reward_raw: float | None = None, reward: float | None = None, **extra: Any) -> None:
-    """Count the decision's RMs and append its line to selections.jsonl (`selection_line`)."""
-    names = [module.rm_pool.names[a] for a in decision.selection.arms]
-    module.tracker.on_decision(names)
-    if writes_files(module):
-        line = selection_line(module.tracker.steps - 1, module.current_epoch + 1, decision, names, batch,
-                              reward_raw, reward, **extra)
-        append_jsonl(module.output_dir / "selections.jsonl", [line])
+    def skip(self, reason: str, decisions: list[Decision], batch: list[Example], iteration: int) -> None:
+        """A step without an update: counted (`skipped/<reason>`), recorded, and the selector not rewarded."""
+        self.tracker.skipped[reason] += 1
+        for decision in decisions:
+            self.decision(decision, batch, iteration, skipped=reason)
+        self.log_dict({f"skipped/{reason}": float(self.tracker.skipped[reason])}, on_step=True,
+                      batch_size=len(batch))
 
-
-def record_skip(module: L.LightningModule, reason: str, decisions: list[Decision], batch: list[Example]) -> None:
-    """A step without an update: counted (`skipped/<reason>`), recorded, and the selector not rewarded."""
-    module.tracker.skipped[reason] += 1
-    for decision in decisions:
-        record_decision(module, decision, batch, skipped=reason)
-    module.log(f"skipped/{reason}", float(module.tracker.skipped[reason]), on_step=True, batch_size=len(batch))
-
-
-def log_step(module: L.LightningModule, metrics: dict[str, float], decisions: list[Decision], batch: list[Example],
-             prompts: list[str], responses: list[str], scores: torch.Tensor) -> None:
-    """Log the step's metrics (and the progress bar's rm and reward); every `log_samples_every` steps,
-    the sampled responses with their scores (`sample_rows`: samples.jsonl, and a W&B table)."""
-    step = module.tracker.steps - 1
-    if module.log_samples_every and step % module.log_samples_every == 0 and writes_files(module):
-        rows = sample_rows(step, decisions, module.rm_pool.names, batch, prompts, responses, scores,
-                           module.num_samples)
-        write_samples(module.output_dir / "samples.jsonl", rows, module.loggers, module.global_step)
-    module.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(batch))
-    module.log("rm", float(decisions[0].selection.arms[0]), prog_bar=True, on_step=True, batch_size=len(batch))
-    if "bandit/reward" in metrics:
-        module.log("reward", metrics["bandit/reward"], prog_bar=True, on_step=True, batch_size=len(batch))
+    def step(self, metrics: dict[str, float], decisions: list[Decision], batch: list[Example], prompts: list[str],
+             responses: list[str], scores: torch.Tensor, global_step: int) -> None:
+        """Log the step's metrics (and the progress bar's rm and reward); every `log_samples_every` steps,
+        the sampled responses with their scores (`sample_rows`: samples.jsonl, and a W&B table)."""
+        step = self.tracker.steps - 1
+        if self.log_samples_every and step % self.log_samples_every == 0 and self.folder is not None:
+            rows = sample_rows(step, decisions, self.arm_names, batch, prompts, responses, scores, scores.shape[1])
+            write_samples(self.folder / "samples.jsonl", rows, self.loggers, global_step)
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(batch))
+        self.log_dict({"rm": float(decisions[0].selection.arms[0])}, prog_bar=True, on_step=True,
+                      batch_size=len(batch))
+        if "bandit/reward" in metrics:
+            self.log_dict({"reward": metrics["bandit/reward"]}, prog_bar=True, on_step=True, batch_size=len(batch))
 
 
 # ---- the lines, rows and metrics themselves ---------------------------------------------------------
@@ -86,8 +94,9 @@ def gold_pair_accuracy(task: Task, batch: list[Example], responses: list[str], n
 
 def selection_line(step: int, iteration: int, decision: Decision, names: list[str], batch: list[Example],
                    reward_raw: float | None, reward: float | None, skipped: str | None = None,
-                   gold_pair_accuracy: float | None = None) -> dict[str, Any]:
-    """The `selections.jsonl` line of one decision (an ensemble's arms as lists)."""
+                   gold_pair_accuracy: float | None = None, chosen_score: float | None = None) -> dict[str, Any]:
+    """The `selections.jsonl` line of one decision (an ensemble's arms as lists); `chosen_score`, the one
+    chosen RM's mean score of the responses it preferred (`laser.step.pairs.mean_chosen_score`)."""
     arms = decision.selection.arms
     categories: dict[str, int] = {}
     for index in decision.prompts:
@@ -96,7 +105,8 @@ def selection_line(step: int, iteration: int, decision: Decision, names: list[st
     line = {"step": step, "iteration": iteration,
             "arm": arms[0] if len(arms) == 1 else list(arms), "arm_name": names[0] if len(names) == 1 else names,
             "reward_raw": reward_raw, "reward_normalised": reward, "categories": categories,
-            "propensity": decision.selection.propensity, "gold_pair_accuracy": gold_pair_accuracy}
+            "propensity": decision.selection.propensity, "gold_pair_accuracy": gold_pair_accuracy,
+            "chosen_score": chosen_score}
     if skipped:
         line["skipped"] = skipped
     return line

@@ -3,7 +3,6 @@ weights; an RM that raises, hangs or miscounts becomes a named `RewardModelError
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from conftest import CONF_DIR
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from rm_fakes import CountingRM, make_batch
+from rm_fakes import CountingRM, ScriptedRM, make_batch
 
 from laser.errors import LaserConfigError
 from laser.rewards.base import RewardModel, ScoringBatch
@@ -178,37 +177,6 @@ def test_pool_yamls_carry_placement_and_timeout_knobs(name, placement):
 def batch(n: int = 3) -> ScoringBatch:
     examples = [Example(str(i), f"q{i}", "") for i in range(n)]
     return ScoringBatch([e.question for e in examples], [f"r{i}" for i in range(n)], examples)
-
-
-class ScriptedRM(RewardModel):
-    """Does, on its i-th call, what `script[i]` says (then "ok" forever): "ok", "raise", "short",
-    "nan", "hang" (wait on `release`, at most 10 s), "config"."""
-
-    def __init__(self, *script: str) -> None:
-        super().__init__()
-        self.script, self.calls, self.moves = list(script), 0, []
-        self.release = threading.Event()
-
-    def to(self, device):
-        self.moves.append(str(device))
-        return self
-
-    def score(self, batch: ScoringBatch) -> torch.Tensor:
-        action = self.script[self.calls] if self.calls < len(self.script) else "ok"
-        self.calls += 1
-        self.tokens_processed += 10 * len(batch)
-        if action == "raise":
-            raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
-        if action == "config":
-            raise LaserConfigError("model path '/nowhere' does not exist")
-        if action == "hang":
-            self.release.wait(10)  # bounded: a test failure never leaves a thread for long
-        scores = torch.arange(len(batch), dtype=torch.float32)
-        if action == "short":
-            return scores[:-1]
-        if action == "nan":
-            scores[0] = float("nan")
-        return scores
 
 
 def test_an_rm_that_raises_becomes_a_one_line_error_naming_it_and_is_counted():

@@ -19,7 +19,8 @@ from laser.rewards.likelihood import LikelihoodRM
 from laser.rewards.pool import RewardModelPool
 from laser.rewards.rm_inputs import common_prefix_length, fit_to_length, free_pad_id, pad_right
 from laser.selection.single import SingleRM
-from laser.step.decisions import decide, score_decisions
+from laser.step.decisions import decide
+from laser.step.scoring import score_decisions
 from laser.tasks.gsm8k import GSM8K
 from laser.tasks.instructions import Instructions
 

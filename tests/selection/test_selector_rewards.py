@@ -1,4 +1,4 @@
-"""What the selector learns from (laser/selection/rewards/): hand-computed values, and a contract every
+"""What the selector learns from (laser/selection/selector_reward/): hand-computed values, and a contract every
 `conf/selector_reward/*.yaml` must meet (a new reward yaml is picked up with no list to edit)."""
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONF_DIR
+from omegaconf import OmegaConf
 
 from laser.config.instantiate import instantiate
 from laser.selection.normalisers.identity import IdentityNormaliser
 from laser.selection.normalisers.quantile import QuantileNormaliser
-from laser.selection.rewards.advantage import LossAdvantage, ridge_baseline
-from laser.selection.rewards.agreement import PolicyAgreement
-from laser.selection.rewards.base import StepEvidence, holdout_split
-from laser.selection.rewards.heldout import HeldOutAgreement
-from laser.selection.rewards.negative_loss import NegativeLoss
+from laser.selection.selector_reward.advantage import LossAdvantage, ridge_baseline
+from laser.selection.selector_reward.agreement import PolicyAgreement
+from laser.selection.selector_reward.base import StepEvidence, holdout_split
+from laser.selection.selector_reward.heldout import HeldOutAgreement
+from laser.selection.selector_reward.negative_loss import NegativeLoss
 
 REWARDS = sorted(p.stem for p in Path(CONF_DIR, "selector_reward").glob("*.yaml"))
 t = torch.tensor
@@ -102,6 +103,18 @@ def test_identity_normaliser_clips_and_quantile_peek_records_nothing():
 
 def build(name: str, make_config):
     return instantiate(make_config([f"selector_reward={name}"]).selector_reward)
+
+
+@pytest.mark.parametrize("name", REWARDS)
+def test_a_run_saved_before_the_rename_still_builds_its_reward(name, make_config):
+    """Run folders saved before `laser.selection.rewards` became `laser.selection.selector_reward` name the old
+    path in their config.yaml, which `resume=` instantiates: it must build the same class, with its knobs."""
+    saved = OmegaConf.to_container(make_config([f"selector_reward={name}"]).selector_reward)
+    assert saved["_target_"].startswith("laser.selection.selector_reward.")
+    saved["_target_"] = saved["_target_"].replace(".selector_reward.", ".rewards.")
+    old, new = instantiate(saved), build(name, make_config)
+    assert type(old) is type(new) and vars(old).keys() == vars(new).keys()
+    assert old.holdout_every == new.holdout_every and type(old.normaliser) is type(new.normaliser)
 
 
 @pytest.mark.parametrize("name", REWARDS)

@@ -1,7 +1,7 @@
 """The update's loss on a batch of pairs (laser/step/preference.py, laser/step/microbatch.py): each distinct
 response computed once, and micro-batches that add up to the whole batch's gradient, per-pair losses and
 metrics, against the plain way (every pair's chosen and rejected in one forward with grad, autograd on the
-mean loss)."""
+mean loss); and a step on the loss of the pairs an RM's scores imply moves the policy the scores' way."""
 
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ def policy(model_path):
     return make_policy(model_path)
 
 
+SCORES = torch.tensor([[5.0, 1.0, 2.0, 0.0, 3.0], [0.0, 4.0, 1.0, 2.0, 3.0], [1.0, 6.0, 0.0, 2.0, 3.0]])  # an RM's
+
+
 def make_step():
     """3 prompts of different lengths x N responses of different lengths (response 4 of prompt 2 repeats
     response 1 token for token), and pairs built from fixed scores, as the step builds them."""
@@ -55,8 +58,7 @@ def make_step():
     prompts = [torch.randint(3, 60, (k,), generator=g).tolist() for k in (4, 7, 5)]
     responses = [torch.randint(3, 60, (1 + (i * 7) % 6,), generator=g).tolist() for i in range(3 * N)]
     responses[2 * N + 4] = list(responses[2 * N + 1])
-    scores = torch.tensor([[5.0, 1.0, 2.0, 0.0, 3.0], [0.0, 4.0, 1.0, 2.0, 3.0], [1.0, 6.0, 0.0, 2.0, 3.0]])
-    pairs = build_preference_pairs(scores, PAIRS_PER_PROMPT)
+    pairs = build_preference_pairs(SCORES, PAIRS_PER_PROMPT)
     return prompts, responses, pairs
 
 
@@ -197,3 +199,27 @@ def test_a_process_with_fewer_micro_batches_runs_empty_ones_that_change_nothing(
     assert len(forwards) == 3 * (own + 2) and len(backwards) == own + 2  # reference, policy, rerun
     assert (got - expected).norm() <= GRAD_RTOL * expected.norm()
     assert len(result.policy_pass.batches) == own + 2 and result.policy_pass.batches[-1] == []
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["scores", "reversed_scores"])
+def test_a_step_on_the_loss_moves_the_policy_towards_what_the_scores_prefer(model_path, step, sign):
+    """The pairs an RM's scores imply (its top response against its lowest, per prompt), and one small gradient
+    step on their loss: every pair's policy margin, log pi(chosen) - log pi(rejected), grows. Reversed scores
+    imply the reversed pairs, and the same step then shrinks every margin of the original pairs."""
+    prompts, responses, _ = step
+    grouped = [[tuple(responses[p * N + j]) for j in range(N)] for p in range(len(prompts))]
+    pairs = build_preference_pairs(SCORES, 1, responses=grouped)
+    assert pairs == [(0, 0, 3), (1, 1, 0), (2, 1, 2)]
+    implied = build_preference_pairs(sign * SCORES, 1, responses=grouped)
+    assert implied == (pairs if sign > 0 else [(p, r, c) for p, c, r in pairs])
+    policy = make_policy(model_path)
+    before = policy_margins(policy, prompts, responses, pairs, N)
+    result = preference_loss(policy, prompts, responses, implied, N, LOSS)
+    chosen = policy.response_logps([prompts[p] for p, _, _ in implied], [responses[p * N + c] for p, c, _ in implied])
+    assert torch.allclose(result.chosen_logps, chosen.detach(), atol=VALUE_ATOL)
+    gradient_of(policy, result)
+    with torch.no_grad():
+        for p in trainable(policy):
+            p -= 0.01 * p.grad
+    after = policy_margins(policy, prompts, responses, pairs, N)
+    assert ((after - before) * sign > 0).all(), (before, after)

@@ -9,7 +9,7 @@ import torch
 
 from laser.config.checks import check_values
 from laser.selection.normalisers.base import Normaliser
-from laser.selection.rewards.negative_loss import NegativeLoss
+from laser.selection.selector_reward.negative_loss import NegativeLoss
 
 
 def ridge_baseline(contexts: list[torch.Tensor], rewards: list[float], x: torch.Tensor, ridge_lambda: float) -> float:

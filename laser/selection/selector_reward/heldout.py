@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from laser.config.checks import check_values
 from laser.selection.normalisers.base import Normaliser
-from laser.selection.rewards.base import SelectorReward, StepEvidence
+from laser.selection.selector_reward.base import SelectorReward, StepEvidence
 
 
 class HeldOutAgreement(SelectorReward):
