@@ -8,7 +8,7 @@ untrained Llama sequence classifier built locally (`laser.tiny.build_untrained_c
     python benchmarks/rm_http.py --rm-hidden 32 --rm-layers 1   # a tiny RM: the hop itself dominates
 
 Prints requests/s and responses/s per variant and the hop's cost per batch (remote minus in process).
-There is no target: the figures are what the README's "Serving reward models" quotes.
+There is no target: the figures are what docs/serving.md ("Serving reward models") quotes.
 """
 
 from __future__ import annotations

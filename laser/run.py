@@ -51,6 +51,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     parts = build(cfg, output_dir)
     module, datamodule = parts["module"], parts["datamodule"]
     trainer = make_trainer(cfg, output_dir)
+    log_run_config(trainer.loggers, cfg)
     started = time.perf_counter()
     try:
         if cfg.get("resume"):
@@ -110,6 +111,19 @@ def make_trainer(cfg: DictConfig, output_dir: Path):
                                   auto_insert_metric_name=False,
                                   save_last=True, save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True)
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=[checkpoints], plugins=[AtomicCheckpointIO()])
+
+
+def log_run_config(loggers: list, cfg: DictConfig) -> None:
+    """Give every logger the job's whole config and its provenance (`environment`: commit, versions,
+    machine) as the run's hyperparameters: the W&B run config, the CSV logger's hparams.yaml. Two runs
+    on two machines are then told apart in W&B as in `results.json`."""
+    from laser.runs.provenance import environment
+
+    if not loggers:
+        return
+    hyperparameters = {**OmegaConf.to_container(cfg, resolve=True), "environment": environment()}
+    for logger in loggers:
+        logger.log_hyperparams(hyperparameters)  # Lightning's loggers write on rank 0 only
 
 
 def results(cfg: DictConfig, parts: dict[str, Any]) -> dict[str, Any]:

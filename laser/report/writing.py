@@ -10,7 +10,7 @@ import csv
 import json
 import logging
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ from laser.report.counterfactuals import REWARDS, counterfactual_regret, final_r
 from laser.report.environments import environment_lines, sweep_environments
 from laser.report.head_to_head import configured_judge, evaluation_outputs, head_to_head
 from laser.report.jobs import Job, load_sweep
+from laser.report.monitor import DEFAULT_THRESHOLD, hacking_monitor, monitor_section
+from laser.report.monitor_plots import write_monitor_plots
+from laser.report.paired import log_paired, method_names, paired_section, paired_table, write_paired_csv
 from laser.report.plots import write_plots
 from laser.report.regret import regret_curves, regret_summary
 from laser.report.shares import last_iteration_shares, rm_calls_by_rm
@@ -168,12 +171,14 @@ def _head_to_head_section(result: dict[str, Any]) -> list[str]:
 def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table: dict[str, Any],
                     means: dict[str, Any], regret: dict[str, dict[str, Summary]],
                     counterfactuals: dict[str, Any] | None = None, shares: dict[str, Any] | None = None,
-                    wins: dict[str, Any] | None = None) -> str:
-    """report.md: the accuracy tables, the pseudo-regret, the counterfactuals and the head-to-head win
-    rates (`wins`; each if any), and the skipped jobs."""
+                    wins: dict[str, Any] | None = None, paired: list[str] | None = None,
+                    monitor: list[str] | None = None) -> str:
+    """report.md: the accuracy tables, the paired differences against a baseline (`paired`: its lines),
+    the pseudo-regret, the counterfactuals, the reward-hacking monitor (`monitor`: its lines) and the
+    head-to-head win rates (`wins`; each if any), and the skipped jobs."""
     lines = ["# LASeR sweep report", "",
              f"Sweep `{sweep_dir}`: {len(jobs)} complete jobs, {len(skipped)} skipped.", ""]
-    lines += _accuracy_section(table, passes_by_task(jobs))
+    lines += _accuracy_section(table, passes_by_task(jobs)) + list(paired or [])
     if shares:
         lines += _shares_section(shares)
     lines += _rm_calls_section(rm_calls_by_rm(jobs))
@@ -181,6 +186,7 @@ def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table
         lines += _regret_section(means, regret)
     if counterfactuals:
         lines += _counterfactual_section(counterfactuals["reward_vs_gold"], counterfactuals["final_regret"])
+    lines += list(monitor or [])
     if wins:
         lines += _head_to_head_section(wins)
     lines += environment_lines(sweep_environments(jobs)) if jobs else []
@@ -211,8 +217,8 @@ def write_csv(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
 
 
 def _json_ready(value: Any) -> Any:
-    """Summaries as dicts and NaN as null, so report.json is strict JSON."""
-    if isinstance(value, Summary):
+    """Summaries (and the paired comparisons) as dicts and NaN as null, so report.json is strict JSON."""
+    if is_dataclass(value) and not isinstance(value, type):
         return _json_ready(asdict(value))
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
@@ -233,15 +239,21 @@ def sweep_head_to_head(jobs: list[Job], judge: Judge | None = None,
 
 
 def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge: Judge | None = None,
-                 laser_methods: list[str] | None = None) -> list[Path]:
-    """Read the sweep, write report.md/.csv/.json and the plots into `out_dir` (default: the sweep
-    folder); returns the files written. `judge` and `laser_methods` are for the head-to-head win rates
-    (`sweep_head_to_head`)."""
+                 laser_methods: list[str] | None = None, baseline: str | None = None,
+                 hacking_threshold: float = DEFAULT_THRESHOLD) -> list[Path]:
+    """Read the sweep, write report.md/.csv/.json (and report_paired.csv) and the plots into `out_dir`
+    (default: the sweep folder); returns the files written. `judge` and `laser_methods` are for the
+    head-to-head win rates (`sweep_head_to_head`), `baseline` for the paired differences (`paired_table`:
+    None is the score ensemble, when the sweep ran it), `hacking_threshold` for the reward-hacking monitor
+    (`laser.report.monitor`)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir
     jobs, skipped = load_sweep(sweep_dir)
     if not jobs:
         raise FileNotFoundError(f"no complete job (results.json with complete=true) under {sweep_dir}")
+    paired = paired_table(jobs, baseline)  # first: a baseline the sweep did not run stops here
+    log_paired(paired, method_names(jobs))
+    monitor = hacking_monitor(jobs, hacking_threshold)  # its flags go to the log too
     out.mkdir(parents=True, exist_ok=True)
     environments = sweep_environments(jobs)
     if len(environments) > 1:
@@ -256,7 +268,8 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
     files = [out / "report.md", out / "report.csv", out / "report.json"]
     shares, wins = last_iteration_shares(jobs), sweep_head_to_head(jobs, judge, laser_methods)
     files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals, shares,
-                                        wins))
+                                        wins, paired_section(paired, method_names(jobs)),
+                                        monitor_section(monitor, jobs)))
     write_csv(table, files[1])
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
                "table": table, "passes_per_iteration": passes_by_task(jobs),
@@ -266,5 +279,12 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
         payload["counterfactuals"] = counterfactuals
     if wins:  # likewise: only sweeps that wrote test responses
         payload["head_to_head"] = wins
+    if monitor:  # sweeps with counterfactuals
+        payload["hacking_monitor"] = monitor
+    if paired:
+        payload["paired"] = paired
+        write_paired_csv(paired, out / "report_paired.csv")
+        files.append(out / "report_paired.csv")
     files[2].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
-    return files + write_plots(jobs, out, curves) + write_counterfactual_plots(jobs, out, views, true_curves)
+    return (files + write_plots(jobs, out, curves) + write_counterfactual_plots(jobs, out, views, true_curves)
+            + write_monitor_plots(jobs, out, monitor))

@@ -53,6 +53,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version `nvidia-smi` reports, or None (no driver, no nvidia-smi)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0].strip() if out.strip() else None
+
+
 def environment() -> dict[str, Any]:
     """The `environment` block of `results.json`: code, versions and machine."""
     cuda = torch.cuda.is_available()
@@ -60,5 +70,5 @@ def environment() -> dict[str, Any]:
         "git": git_state(), "python": platform.python_version(), "packages": package_versions(),
         "platform": platform.platform(), "cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
         "cuda": {"version": torch.version.cuda, "device": torch.cuda.get_device_name(0),
-                 "devices": torch.cuda.device_count()} if cuda else None,
+                 "devices": torch.cuda.device_count(), "driver": nvidia_driver()} if cuda else None,
     }

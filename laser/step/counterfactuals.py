@@ -4,10 +4,11 @@ have given on the same samples, had the bandit chosen it.
 The bandit sees one number per step, from one RM, at one point of training; whether that number ranks
 RMs the way their real quality does cannot be read off it. Here every RM scores the step's samples, builds
 its pairs, and takes a virtual update (the step's own `update_on_pairs`, then undone), and each RM's
-raw selector reward, its normalised value (`peek`: nothing learns), the parts of its training loss and
-the gold accuracy of its pairs go into `counterfactuals.jsonl` (rank 0's share of the batch). Nothing of
-the run changes: RM noise streams and call counters, the adapter and the optimiser state are restored,
-so a run's decisions are the same with diagnostics on or off (tested).
+raw selector reward, its normalised value (`peek`: nothing learns), the parts of its training loss, the
+gold accuracy of its pairs and the fraction it inverts (chosen wrong, rejected right) go into
+`counterfactuals.jsonl` (rank 0's share of the batch). Nothing of the run changes: RM noise streams and
+call counters, the adapter and the optimiser state are restored, so a run's decisions are the same with
+diagnostics on or off (tested).
 
 Cost: K RM scorings and K extra updates per step; meant for pools whose scoring is cheap (verifiers,
 small RMs) and small policies. `laser.report` reads the file: per category, how the reward ranks the RMs
@@ -28,7 +29,7 @@ from laser.runs.files import append_jsonl
 from laser.step import records
 from laser.step.pairs import build_preference_pairs
 from laser.step.update import update_then_undo
-from laser.tasks.base import Example
+from laser.tasks.base import Example, Task
 
 FILE = "counterfactuals.jsonl"
 
@@ -49,6 +50,18 @@ def every_rm_scores(module: L.LightningModule, batch: list[Example], prompts: li
     return {arm: s.view(len(batch), n) for arm, s in scores.items()}
 
 
+def gold_pair_inverted(task: Task, batch: list[Example], responses: list[str], n: int,
+                       pairs: list[tuple[int, int, int]]) -> float | None:
+    """Fraction of pairs whose chosen response is wrong and rejected right by the gold answers (the mirror
+    of `records.gold_pair_accuracy`; None likewise): with both, the report's monitor reads how often an RM
+    orders the pairs gold can order."""
+    if not pairs or not all(example.answer for example in batch):
+        return None
+    wrong = [not task.is_correct(responses[p * n + c], batch[p]) and task.is_correct(responses[p * n + r], batch[p])
+             for p, c, r in pairs]
+    return sum(wrong) / len(pairs)
+
+
 def counterfactual_line(module: L.LightningModule, batch: list[Example], prompts: list[str],
                         encoded: dict[str, torch.Tensor], samples: Samples, context: torch.Tensor,
                         chosen: list[str]) -> dict[str, Any]:
@@ -61,6 +74,7 @@ def counterfactual_line(module: L.LightningModule, batch: list[Example], prompts
     for arm, scores in every_rm_scores(module, batch, prompts, samples.texts).items():
         pairs = build_preference_pairs(scores, module.pairs_per_prompt, responses=responses)
         line: dict[str, Any] = {"pairs": len(pairs), "gold_pair_accuracy": records.gold_pair_accuracy(
+            module.task, batch, samples.texts, n, pairs), "gold_pair_inverted": gold_pair_inverted(
             module.task, batch, samples.texts, n, pairs)}
         if pairs:
             evidence, loss, metrics = update_then_undo(module, pairs, prompt_ids, samples.response_ids)

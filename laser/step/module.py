@@ -47,7 +47,7 @@ from laser.step.decisions import Decision, shared_decision
 from laser.step.iteration import IterationHooks
 from laser.step.losses import DPOLoss
 from laser.step.microbatch import MicroBatching
-from laser.step.pairs import build_preference_pairs
+from laser.step.pairs import build_preference_pairs, mean_chosen_score
 from laser.step.rm_faults import handle_rm_fault, score_or_fault
 from laser.step.state import module_state, restore_module_state, restore_policy_weights
 from laser.step.update import update_on_pairs, update_then_undo
@@ -263,9 +263,10 @@ class LaserModule(IterationHooks, L.LightningModule):
             reward = self.selector_reward(reward_raw, decision.context)
             with self.phase("bandit"):
                 self.selector.update(decision.selection, decision.context, reward, feedback)
-            accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.num_samples,
-                                                  [p for p in pairs if p[0] in set(decision.prompts)])
-            records.record_decision(self, decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy)
+            own = [p for p in pairs if p[0] in set(decision.prompts)]
+            accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.num_samples, own)
+            records.record_decision(self, decision, batch, reward_raw, reward, gold_pair_accuracy=accuracy,
+                                    chosen_score=mean_chosen_score(feedback.scores, decision.selection.arms, own))
             metrics.update({"bandit/reward_raw": reward_raw, "bandit/reward": reward})
         return metrics
 

@@ -43,3 +43,14 @@ def build_preference_pairs(
             if taken == max_pairs_per_prompt:
                 break
     return pairs
+
+
+def mean_chosen_score(scores: dict[int, torch.Tensor], arms: Sequence[int],
+                      pairs: Sequence[tuple[int, int, int]]) -> float | None:
+    """The mean score the one chosen RM (`arms`; `scores` maps arms to [num_prompts, n]) gave the responses
+    it preferred in `pairs` (each chosen response once); None for an ensemble or without pairs. The
+    report's reward-hacking monitor plots it against the task metric."""
+    chosen = sorted({(p, c) for p, c, _ in pairs})
+    if len(arms) != 1 or not chosen:
+        return None
+    return sum(float(scores[arms[0]][p, c]) for p, c in chosen) / len(chosen)

@@ -86,8 +86,9 @@ def gold_pair_accuracy(task: Task, batch: list[Example], responses: list[str], n
 
 def selection_line(step: int, iteration: int, decision: Decision, names: list[str], batch: list[Example],
                    reward_raw: float | None, reward: float | None, skipped: str | None = None,
-                   gold_pair_accuracy: float | None = None) -> dict[str, Any]:
-    """The `selections.jsonl` line of one decision (an ensemble's arms as lists)."""
+                   gold_pair_accuracy: float | None = None, chosen_score: float | None = None) -> dict[str, Any]:
+    """The `selections.jsonl` line of one decision (an ensemble's arms as lists); `chosen_score`, the one
+    chosen RM's mean score of the responses it preferred (`laser.step.pairs.mean_chosen_score`)."""
     arms = decision.selection.arms
     categories: dict[str, int] = {}
     for index in decision.prompts:
@@ -96,7 +97,8 @@ def selection_line(step: int, iteration: int, decision: Decision, names: list[st
     line = {"step": step, "iteration": iteration,
             "arm": arms[0] if len(arms) == 1 else list(arms), "arm_name": names[0] if len(names) == 1 else names,
             "reward_raw": reward_raw, "reward_normalised": reward, "categories": categories,
-            "propensity": decision.selection.propensity, "gold_pair_accuracy": gold_pair_accuracy}
+            "propensity": decision.selection.propensity, "gold_pair_accuracy": gold_pair_accuracy,
+            "chosen_score": chosen_score}
     if skipped:
         line["skipped"] = skipped
     return line

@@ -55,6 +55,9 @@ def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, 
     header = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "train/loss"} <= set(header)
     assert OmegaConf.load(out / "config.yaml").laser.iterations == 2
+    # The loggers' run config (W&B's config, the CSV logger's hparams.yaml) carries the provenance too.
+    hparams = OmegaConf.load(out / "csv" / "hparams.yaml")
+    assert hparams.environment.git == results["environment"]["git"] and hparams.laser.iterations == 2
 
 
 def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(make_config, tmp_path):

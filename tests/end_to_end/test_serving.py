@@ -1,6 +1,6 @@
 """A CPU run whose pool mixes arms in three places: the category judges (in-process), an RM behind a
 vLLM-shaped server (laser's own, serving rm_pool=tiny_with_classifier's untrained classifier on /classify,
-as the README's command does) and a TRL-style reward function. The bandit learns to pick among them, the
+as the command in docs/serving.md does) and a TRL-style reward function. The bandit learns to pick among them, the
 accounting counts every arm's calls, and the report shows the shares and RM calls."""
 
 from __future__ import annotations

@@ -207,7 +207,8 @@ def test_a_real_run_with_counterfactuals_is_reported(make_config, tmp_path):
                     output_dir=out), out)
     assert len((out / "counterfactuals.jsonl").read_text().splitlines()) == 4
     files = write_report(tmp_path / "sweep", tmp_path / "report")
-    assert {"reward_vs_gold_paper.png", "counterfactual_regret.png"} <= {f.name for f in files}
+    assert {"reward_vs_gold_paper.png", "counterfactual_regret.png", "live_accuracy.png", "chosen_score.png"} <= {
+        f.name for f in files}  # the last two: the reward-hacking monitor (laser.report.monitor)
     assert SECTION in (tmp_path / "report" / "report.md").read_text()
     report = json.loads((tmp_path / "report" / "report.json").read_text())["counterfactuals"]
     views = report["reward_vs_gold"][load_sweep(tmp_path / "sweep")[0][0].task]["paper"]

@@ -39,3 +39,27 @@ def test_environment_has_the_versions_and_the_machine():
     assert env["packages"]["torch"] is not None and env["packages"]["laser"] is not None
     assert env["python"].count(".") == 2 and env["cpu"] and env["torch_threads"] >= 1
     assert package_versions(("no-such-distribution-xyz",)) == {"no-such-distribution-xyz": None}
+
+
+def test_every_logger_gets_the_config_and_the_environment_as_hyperparameters():
+    from lightning.pytorch.loggers import Logger
+    from omegaconf import OmegaConf
+
+    from laser.run import log_run_config
+
+    class Recording(Logger):
+        name, version = "recording", 0
+        logged: list = []
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            self.logged.append(params)
+
+        def log_metrics(self, metrics, step=None):
+            pass
+
+    loggers = [Recording(), Recording()]
+    log_run_config(loggers, OmegaConf.create({"seed": 3, "laser": {"lr": "${seed}"}}))
+    assert len(Recording.logged) == 2
+    assert Recording.logged[0]["laser"] == {"lr": 3}  # resolved, as the run used it
+    assert Recording.logged[0]["environment"]["git"] == git_state()
+    log_run_config([], OmegaConf.create({"seed": 3}))  # no logger: nothing to do, no error

@@ -33,8 +33,11 @@ def test_counterfactuals_change_nothing_and_the_chosen_rm_equals_the_step(reward
         chosen = step["arms"][selection["arm_name"]]
         assert chosen["reward_raw"] == selection["reward_raw"]  # the same update, the same measurement
         assert chosen["gold_pair_accuracy"] == selection["gold_pair_accuracy"]
+        assert isinstance(selection["chosen_score"], float)  # one RM chose: its score of what it preferred
         for arm in step["arms"].values():
             assert arm["reward_normalised"] is None or 0.0 <= arm["reward_normalised"] <= 1.0
+            if arm["pairs"]:  # right-over-wrong and wrong-over-right pairs are disjoint shares of the pairs
+                assert 0.0 <= arm["gold_pair_accuracy"] + arm["gold_pair_inverted"] <= 1.0
 
 
 def test_counterfactual_gold_accuracy_separates_the_judges_by_category(make_config, tmp_path):
@@ -52,6 +55,11 @@ def test_counterfactual_gold_accuracy_separates_the_judges_by_category(make_conf
     comparison = {name: sum(v) / len(v) for name, v in by_category["comparison"].items()}
     assert max(comparison, key=comparison.get) == "compare_judge"
     assert comparison["compare_judge"] > comparison["noise"] + 0.3
+    # The reliable judge rarely prefers a wrong answer to a right one (here never); the noise RM often does.
+    inverted = {name: [arm["gold_pair_inverted"] for step in lines(out, "counterfactuals.jsonl")
+                       if next(iter(step["categories"])) == "comparison" and (arm := step["arms"][name])["pairs"]]
+                for name in ("compare_judge", "noise")}
+    assert sum(inverted["compare_judge"]) / len(inverted["compare_judge"]) < 0.1 < sum(inverted["noise"]) / len(inverted["noise"])
 
 
 def test_exploration_without_update_trains_only_once_every_arm_is_tried(make_config, tmp_path):

@@ -9,13 +9,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from laser.step.pairs import build_preference_pairs
+from laser.step.pairs import build_preference_pairs, mean_chosen_score
 
 NAN, INF = float("nan"), float("inf")
 
 
 def s(*rows):
     return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_mean_chosen_score_counts_each_preferred_response_once():
+    scores = {0: s([3.0, 1.0, 2.0], [0.5, 4.0, 1.0]), 1: s([9.0, 9.0, 9.0], [9.0, 9.0, 9.0])}
+    pairs = [(0, 0, 1), (0, 0, 2), (1, 1, 0)]  # prompt 0's top (3.0) twice, prompt 1's top (4.0) once
+    assert mean_chosen_score(scores, [0], pairs) == pytest.approx(3.5)
+    assert mean_chosen_score(scores, [1], pairs) == 9.0  # the arm asked for, not another
+    assert mean_chosen_score(scores, [0, 1], pairs) is None  # an ensemble chose no one RM
+    assert mean_chosen_score(scores, [0], []) is None
 
 
 def test_top_against_lowest_first():

@@ -16,7 +16,7 @@ class PolicyAgreement(SelectorReward):
     the policy's samples repeat one answer), one that ranks correct answers first scores more wherever the
     policy is better than chance. It costs nothing: the step computes these log-probs for its loss.
     Caveat, stated plainly: it rewards RMs that agree with the current policy, so a policy trained into a
-    wrong habit makes a correct RM look worse (see README, "the bandit's reward"). The yaml normalises it
+    wrong habit makes a correct RM look worse (see docs/bandit_reward.md). The yaml normalises it
     by quantiles, like the paper's reward, so LinUCB's alpha means the same for both.
     """
 
