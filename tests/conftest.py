@@ -83,6 +83,7 @@ def _composed(overrides: tuple[str, ...], config_name: str, with_hydra: bool) ->
 BRIEF_WARM_START = ["policy.warm_start.steps=5", "policy.warm_start.target_accuracy=null",
                     "policy.warm_start.batch_size=2"]
 BRIEF_RM_TRAINING = 5  # a pool that trains its RMs (a `train_steps` knob) trains them this briefly in tests
+BRIEF_QUESTIONS = 20   # and one trained on the policy's samples (a `question_limit` knob) samples this many
 
 
 def briefly(cfg: DictConfig) -> DictConfig:
@@ -91,6 +92,9 @@ def briefly(cfg: DictConfig) -> DictConfig:
     if "train_steps" in cfg.rm_pool:
         with open_dict(cfg):
             cfg.rm_pool.train_steps = BRIEF_RM_TRAINING
+    if "question_limit" in cfg.rm_pool:  # a pool trained on the policy's samples samples a few questions
+        with open_dict(cfg):
+            cfg.rm_pool.question_limit = BRIEF_QUESTIONS
     return cfg
 
 
