@@ -8,6 +8,8 @@ this folder on sys.path), so test file names are unique across folders.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,28 +33,14 @@ settings.load_profile("laser")
 # Tiny models on 2 busy cores run far faster single-threaded (thread hand-offs dominate).
 torch.set_num_threads(1)
 
-# Fewer iterations, steps, samples and evaluated examples: a few seconds per run, whatever the config.
-SHRINK = [
-    "laser.num_samples=4",
-    "laser.pairs_per_prompt=2",
-    "laser.iterations=2",
-    "data.steps_per_iteration=6",
-    "data.eval_limit=40",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-]
-# The first embedded miniature (+experiment=legacy_miniature: addition and comparison, the tiny pool, the
-# paper's LinUCB on the last-token context, a fixed 200-step warm start), which the unit tests were written
-# against. Tests of the fair miniature (the embedded default) or of an experiment use SHRINK alone.
-LEGACY = [
-    "task=arithmetic_legacy",
-    "rm_pool=tiny",
-    "bandit=linucb",
-    "context=last_token",
-    "policy.warm_start.steps=200",
-    "policy.warm_start.target_accuracy=null",
-    "laser.lr=2e-3",
-]
+# Fewer iterations, steps, samples and evaluated examples: a few seconds per run, whatever the config. The
+# `debug` group (conf/debug/tiny.yaml, `python -m laser.run +debug=tiny` for users) is the one definition;
+# it goes LAST among a test's overrides, after any `+experiment=`, whose settings it must beat.
+SHRINK = ["+debug=tiny"]
+# The first embedded miniature (addition and comparison, the tiny pool, the paper's LinUCB on the last-token
+# context, a fixed 200-step warm start), which the unit tests were written against: its experiment file.
+# Tests of the fair miniature (the embedded default) or of another experiment use SHRINK alone.
+LEGACY = ["+experiment=legacy_miniature"]
 TINY_OVERRIDES = LEGACY + SHRINK
 
 
@@ -64,12 +52,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config", o
     With `output_dir`, the job is set up as Hydra runs it: HydraConfig is set (so `${hydra:...}`
     interpolations resolve), the job writes into `output_dir` and caches models in `cache_dir`, and
     the `hydra` node is dropped. Without it, `hydra=True` keeps the `hydra` node (launchers, sweeps)."""
-    import laser.runs.folder  # noqa: F401 (registers the run-folder resolvers conf/hydra names)
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides),
-                      return_hydra_config=hydra or output_dir is not None)
+    cfg = copy.deepcopy(_composed(tuple(overrides), config_name, hydra or output_dir is not None))
     if output_dir is None:
         return cfg
     with open_dict(cfg):
@@ -83,7 +66,24 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config", o
     return cfg
 
 
+@functools.cache
+def _composed(overrides: tuple[str, ...], config_name: str, with_hydra: bool) -> DictConfig:
+    """Hydra's composition, once per session for each set of overrides (conf/ does not change while the tests
+    run): ~0.13 s each, ~10x its deep copy, and the suite composes the same configs hundreds of times."""
+    import laser.runs.folder  # noqa: F401 (registers the run-folder resolvers conf/hydra names)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra)
+
+
+# A policy warm-started briefly, for tests that run a config to see it run (not what the policy learns):
+# the tiny policy's default warm start trains to 0.6 accuracy per category (~10 s of CPU for each task and
+# category mix), and 32 long targets per step (GSM8K's reasoning, AlpacaEval's references) cost ~0.7 s a step.
+BRIEF_WARM_START = ["policy.warm_start.steps=5", "policy.warm_start.target_accuracy=null",
+                    "policy.warm_start.batch_size=2"]
 BRIEF_RM_TRAINING = 5  # a pool that trains its RMs (a `train_steps` knob) trains them this briefly in tests
+BRIEF_QUESTIONS = 20   # and one trained on the policy's samples (a `question_limit` knob) samples this many
 
 
 def briefly(cfg: DictConfig) -> DictConfig:
@@ -92,6 +92,9 @@ def briefly(cfg: DictConfig) -> DictConfig:
     if "train_steps" in cfg.rm_pool:
         with open_dict(cfg):
             cfg.rm_pool.train_steps = BRIEF_RM_TRAINING
+    if "question_limit" in cfg.rm_pool:  # a pool trained on the policy's samples samples a few questions
+        with open_dict(cfg):
+            cfg.rm_pool.question_limit = BRIEF_QUESTIONS
     return cfg
 
 
@@ -109,8 +112,8 @@ def make_config(tmp_path, cache_dir):
     def make(overrides: Sequence[str] = (), output_dir: Path | None = None, tiny: bool = True,
              config_name: str = "config", legacy: bool = True) -> DictConfig:
         out = output_dir or tmp_path / "run"
-        base = (LEGACY if tiny and legacy else []) + (SHRINK if tiny else [])
-        return compose_config(base + list(overrides), config_name, out, cache_dir)
+        legacy_first = LEGACY if tiny and legacy else []
+        return compose_config(legacy_first + list(overrides) + (SHRINK if tiny else []), config_name, out, cache_dir)
 
     return make
 

@@ -50,11 +50,20 @@ class MemoryPlan:
         return [row for row in self.rows if row.peak > self.inputs.usable]
 
 
+# Each (model, shapes, phases, context kind) is traced once per process: the advice's searches and
+# rm_pool.placement=auto plan the same policy shapes again (a trace is ~0.3-1 s of CPU; an entry is a few ints).
+_POLICY_TRACES: dict[tuple, dict[str, int]] = {}
+
+
 def trace_policy(inputs: PlanInputs, shape: StepShape | None = None, phases: tuple[str, ...] = POLICY_PHASES,
                  spec: ModelSpec | None = None, exact: bool = False) -> dict[str, int]:
     """The policy's figures (weights, state, each phase's sections) at its real depth."""
-    spec = spec or inputs.policy
-    return at_depth(policy_trace(spec, shape or inputs.shape, phases, inputs.context), spec.layers, exact)
+    spec, shape = spec or inputs.policy, shape or inputs.shape
+    context = type(inputs.context).__name__ if inputs.context is not None else None  # its class sets its pass
+    key = (repr(spec), repr(shape), tuple(phases), context, exact)  # reprs: the config's fields, every size
+    if key not in _POLICY_TRACES:
+        _POLICY_TRACES[key] = at_depth(policy_trace(spec, shape, phases, inputs.context), spec.layers, exact)
+    return dict(_POLICY_TRACES[key])
 
 
 def trace_rm(rm: PlannedRM, batch_size: int | None = None, max_length: int | None = None,

@@ -276,6 +276,19 @@ def load_policy(
     """The policy a config names: a hub id or local folder, a model built from a PyPI wheel
     (`prebuilt`), or (with `tiny`) a small Llama built locally for the task; then, if `warm_start.steps > 0`, a supervised warm start on the task's
     train split, cached on disk so the next run skips it."""
+    return Policy(policy_folder(model_name_or_path, task, tiny, warm_start, cache_dir, prebuilt), **policy_kwargs)
+
+
+def policy_folder(
+    model_name_or_path: str | None = None,
+    task: Task | None = None,
+    tiny: dict | None = None,
+    warm_start: dict | None = None,
+    cache_dir: str = "~/.cache/laser",
+    prebuilt: str | None = None,
+) -> str:
+    """The model `load_policy` loads (a hub id or a folder, built and warm-started first when the config
+    says so, cached): what on-policy data is sampled from (laser/rewards/onpolicy_judges.py)."""
     from laser.policy.warm_start import warm_start as run_warm_start
     from laser.tiny import build_tiny_causal_lm
 
@@ -295,4 +308,4 @@ def load_policy(
         if task is None:
             raise LaserConfigError("policy.warm_start needs a task to train on")
         model_name_or_path = run_warm_start(model_name_or_path, task, cache_dir, **warm_start)
-    return Policy(model_name_or_path, **policy_kwargs)
+    return model_name_or_path

@@ -8,15 +8,18 @@ import pytest
 from conftest import DATA_DIR, require_data
 
 ALPACA = DATA_DIR / "alpaca_eval" / "gpt4_1106_preview_outputs.json"
+# 8 training prompts and 2 SFT steps of 2 references each: every test here shares one tiny policy, cheaply
+# (32 references of ~2,000 characters per step cost ~0.7 s a step).
+BRIEF_POLICY = ["task.train_limit=8", "policy.warm_start.steps=2", "policy.warm_start.batch_size=2"]
 
 
 def test_tiny_laser_run_on_alpaca_eval_reports_a_win_rate(make_config, tmp_path):
     from laser.run import run
 
     out = tmp_path / "run"
-    cfg = make_config(["task=alpaca_eval", f"task.data_file={require_data(ALPACA)}", "task.train_limit=16",
+    cfg = make_config(["task=alpaca_eval", f"task.data_file={require_data(ALPACA)}", *BRIEF_POLICY,
                        "task.test_limit=4", "rm_pool=tiny_instruct", "policy.max_new_tokens=8",
-                       "policy.warm_start.steps=5", "loss.nll_weight=0", "laser.num_samples=2",
+                       "loss.nll_weight=0", "laser.num_samples=2",
                        "laser.pairs_per_prompt=1", "data.batch_size=2", "data.steps_per_iteration=2",
                        "laser.iterations=1", "data.group_by_category=false"], output_dir=out)
     results = run(cfg, out)
@@ -35,9 +38,8 @@ def test_each_evaluation_writes_alpaca_eval_model_outputs(make_config, tmp_path)
     out = tmp_path / "run"
     from laser.run import run
 
-    run(make_config(["task=alpaca_eval", f"task.data_file={data}", "task.train_limit=8", "task.test_limit=3",
-                     "rm_pool=tiny_instruct", "policy.max_new_tokens=4", "policy.warm_start.steps=2",
-                     "loss.nll_weight=0", "laser.num_samples=2", "data.batch_size=2", "data.steps_per_iteration=1",
+    run(make_config(["task=alpaca_eval", f"task.data_file={data}", *BRIEF_POLICY, "task.test_limit=3",
+                     "rm_pool=tiny_instruct", "policy.max_new_tokens=4", "loss.nll_weight=0", "laser.num_samples=2", "data.batch_size=2", "data.steps_per_iteration=1",
                      "laser.iterations=1", "data.group_by_category=false"], output_dir=out), out)
     for iteration in (0, 1):
         outputs = json.loads((out / "model_outputs" / f"iteration-{iteration}.json").read_text())
@@ -55,9 +57,9 @@ def test_a_tiny_sweep_reports_laser_head_to_head_against_a_baseline(make_config,
     data = require_data(ALPACA.relative_to(DATA_DIR))
     for number, bandit in enumerate(("linucb", "random")):
         out = tmp_path / "sweep" / str(number)
-        run(make_config([f"bandit={bandit}", "task=alpaca_eval", f"task.data_file={data}", "task.train_limit=8",
+        run(make_config([f"bandit={bandit}", "task=alpaca_eval", f"task.data_file={data}", *BRIEF_POLICY,
                          "task.test_limit=3", "rm_pool=tiny_instruct", "policy.max_new_tokens=6",
-                         "policy.warm_start.steps=2", "loss.nll_weight=0", "laser.num_samples=2",
+                         "loss.nll_weight=0", "laser.num_samples=2",
                          "data.batch_size=2", "data.steps_per_iteration=1", "laser.iterations=1",
                          "data.group_by_category=false"], output_dir=out), out)
     jobs, _ = load_sweep(tmp_path / "sweep")

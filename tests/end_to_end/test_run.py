@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import require_data
+from conftest import BRIEF_WARM_START, require_data
 from omegaconf import OmegaConf
 
 from laser.run import run
@@ -33,7 +33,9 @@ def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, 
     assert results == json.loads(json.dumps(payload))
     assert RESULT_KEYS <= set(results) and results["complete"] is True
     assert set(results["environment"]) >= {"git", "python", "packages", "platform", "cpu", "torch_threads", "cuda"}
+    # Shrunk by +debug=tiny (conf/debug/tiny.yaml): 2 iterations of 6 steps, evaluated on 40 test examples.
     assert [r["iteration"] for r in results["iterations"]] == [0, 1, 2]
+    assert results["data"]["steps_per_iteration"] == 6 and results["config"]["data"]["eval_limit"] == 40
     for record in results["iterations"]:
         assert ITERATION_KEYS <= set(record)
         assert set(record["rm_selection_counts"]) == {"arith_judge", "compare_judge", "noise"}
@@ -62,8 +64,9 @@ def test_default_run_writes_results_selections_checkpoints_and_csv(make_config, 
 
 def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(make_config, tmp_path):
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
-    run(make_config(["laser.iterations=3"], output_dir=full_dir), full_dir)
-    stopped = run(make_config(["laser.iterations=3", "stop_after_iteration=1"], output_dir=part_dir), part_dir)
+    shorter = ["laser.iterations=3", "data.steps_per_iteration=3", "data.eval_limit=16"]  # 3 iterations matter
+    run(make_config(shorter, output_dir=full_dir), full_dir)
+    stopped = run(make_config([*shorter, "stop_after_iteration=1"], output_dir=part_dir), part_dir)
     assert stopped["complete"] is False and len(stopped["iterations"]) == 2
     # What a user types: `python -m laser.run resume=<run folder>` (the saved config is reused).
     run(make_config([f"resume={part_dir}"], output_dir=part_dir), part_dir)
@@ -107,8 +110,7 @@ def test_gsm8k_experiment_runs_offline_on_the_real_files(make_config, tmp_path):
     cfg = make_config(["+experiment=gsm8k", "policy=tiny", "rm_pool=tiny", f"task.data_dir={data}",
                        "task.train_limit=64", "task.test_limit=8", "laser.iterations=1", "laser.num_samples=2",
                        "laser.pairs_per_prompt=1", "data.batch_size=4", "data.steps_per_iteration=2",
-                       "policy.max_new_tokens=8", "policy.warm_start.steps=5", "policy.tiny.vocab_size=300",
-                       "policy.warm_start.target_accuracy=null"], legacy=False)
+                       "policy.max_new_tokens=8", "policy.tiny.vocab_size=300", *BRIEF_WARM_START], legacy=False)
     out = tmp_path / "run"
     results = run(cfg, out)
     assert results["config"]["task"]["_target_"].endswith("GSM8K")
@@ -121,8 +123,9 @@ def test_results_do_not_depend_on_whether_local_models_were_cached(tmp_path):
     from conftest import TINY_OVERRIDES, compose_config
 
     cache = tmp_path / "fresh-cache"
-    first = run(compose_config(TINY_OVERRIDES, output_dir=tmp_path / "a", cache_dir=cache), tmp_path / "a")  # builds
-    second = run(compose_config(TINY_OVERRIDES, output_dir=tmp_path / "b", cache_dir=cache), tmp_path / "b")  # reuses
+    overrides = [*TINY_OVERRIDES, "policy.warm_start.steps=20", "laser.iterations=1"]  # a warm start is built, briefly
+    first = run(compose_config(overrides, output_dir=tmp_path / "a", cache_dir=cache), tmp_path / "a")  # builds
+    second = run(compose_config(overrides, output_dir=tmp_path / "b", cache_dir=cache), tmp_path / "b")  # reuses
     assert [r["test/accuracy"] for r in first["iterations"]] == [r["test/accuracy"] for r in second["iterations"]]
     assert [r["train/loss"] for r in first["iterations"][1:]] == [r["train/loss"] for r in second["iterations"][1:]]
 
@@ -139,6 +142,7 @@ def test_malformed_rows_are_skipped_and_counted_in_results(make_config, tmp_path
         (local / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
     cfg = make_config(["task=gsm8k", f"task.data_dir={local}", "laser.iterations=1", "data.steps_per_iteration=1",
                        "data.group_by_category=false", "policy.max_new_tokens=4", "policy.warm_start.steps=2",
+                       "policy.warm_start.batch_size=2",
                        "policy.tiny.vocab_size=300", "laser.num_samples=2", "data.batch_size=2"])
     with pytest.warns(UserWarning, match="train.jsonl"):
         results = run(cfg, tmp_path / "run")
@@ -157,7 +161,8 @@ def test_each_task_runs_offline_on_its_local_files(task, folder, extra, metric, 
     cfg = make_config([f"task={task}", location, "task.train_limit=16", "task.test_limit=4", "laser.iterations=1",
                        "data.steps_per_iteration=1", "data.group_by_category=false", "data.batch_size=2",
                        "laser.num_samples=2", "policy.max_new_tokens=6", "policy.warm_start.steps=2",
-                       "policy.tiny.vocab_size=300"] + (["rm_pool=tiny_instruct", "loss.nll_weight=0"]
+                       "policy.warm_start.batch_size=2", "policy.tiny.vocab_size=300"]
+                      + (["rm_pool=tiny_instruct", "loss.nll_weight=0"]
                                                         if task == "mt_bench" else []) + extra)
     results = run(cfg, tmp_path / "run")
     assert results["task"] == task and metric in results["final"]
@@ -167,9 +172,10 @@ def test_each_task_runs_offline_on_its_local_files(task, folder, extra, metric, 
 def test_the_embedded_default_is_the_fair_miniature_and_runs(make_config, tmp_path):
     """`python -m laser.run` with no overrides: comparison, maximum and minimum, one judge per category plus
     noise, a warm start to 0.6 per category, LinUCB that tries every RM before exploiting (not training on
-    what it tries). Shrunk to one iteration of 8 steps: the 4 arms are tried before any step trains."""
+    what it tries). Shrunk to one iteration of 8 steps (the 4 arms are tried before any step trains) and a
+    warm start cut at 50 steps (2 checks of the target)."""
     out = tmp_path / "run"
-    cfg = make_config(["laser.iterations=1", "data.steps_per_iteration=8", "policy.warm_start.steps=300"],
+    cfg = make_config(["laser.iterations=1", "data.steps_per_iteration=8", "policy.warm_start.steps=50"],
                       output_dir=out, legacy=False)
     assert list(cfg.task.categories) == ["comparison", "maximum", "minimum"] and cfg.bandit.explore_pulls > 0
     assert cfg.policy.warm_start.target_accuracy == 0.6 and not cfg.bandit.train_while_exploring

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from laser.errors import LaserConfigError
 from laser.evaluation.judges import LengthJudge
+from laser.report.__main__ import main as report_main
 from laser.report.head_to_head import head_to_head, matchups
 from laser.report.jobs import load_sweep
 from laser.report.writing import write_report
@@ -134,12 +132,11 @@ def test_a_sweep_without_outputs_has_no_head_to_head(sweep, tmp_path):
     assert "head_to_head" not in json.loads((tmp_path / "out" / "report.json").read_text())
 
 
-def test_cli_judges_with_the_named_judge(sweep, tmp_path):
+def test_cli_judges_with_the_named_judge(sweep, tmp_path, capsys):
+    """`python -m laser.report <sweep> --judge ...` (its entry point is run as a process in test_report.py)."""
     out = tmp_path / "report"
-    result = subprocess.run([sys.executable, "-m", "laser.report", str(sweep), "--out", str(out), "--judge", "length"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert report_main([str(sweep), "--out", str(out), "--judge", "length"]) == 0
     assert json.loads((out / "report.json").read_text())["head_to_head"]["judge"] == "length"
-    bad = subprocess.run([sys.executable, "-m", "laser.report", str(sweep), "--judge", "gpt4"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "--judge 'gpt4' is not one of" in bad.stderr
+    capsys.readouterr()
+    assert report_main([str(sweep), "--judge", "gpt4"]) == 2
+    assert "--judge 'gpt4' is not one of" in capsys.readouterr().err

@@ -55,14 +55,21 @@ def write_job(folder: Path, method: str, seed: int, accuracies: list[float], com
     (folder / "selections.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-@pytest.fixture
-def hand_sweep(tmp_path: Path) -> Path:
-    """2 methods x 3 seeds x 1 task, plus one stopped job (folder 6) that the report must skip."""
-    sweep = tmp_path / "sweep"
+@pytest.fixture(scope="module")
+def hand_sweep(tmp_path_factory) -> Path:
+    """2 methods x 3 seeds x 1 task, plus one stopped job (folder 6) that the report must skip (read only)."""
+    sweep = tmp_path_factory.mktemp("hand") / "sweep"
     for number, ((method, seed), accuracies) in enumerate(ACCURACIES.items()):
         write_job(sweep / str(number), method, seed, accuracies, wall_seconds=1.0 + seed)
     write_job(sweep / "6", "linucb", 3, [0.0, 0.0], complete=False)
     return sweep
+
+
+@pytest.fixture(scope="module")
+def hand_report(hand_sweep: Path, tmp_path_factory) -> tuple[Path, list[Path]]:
+    """The report of the hand sweep, written once (its plots cost ~0.6 s): its folder and the files written."""
+    out = tmp_path_factory.mktemp("hand-report")
+    return out, write_report(hand_sweep, out)
 
 
 def test_table_means_stds_and_intervals_match_hand_computation(hand_sweep, caplog):
@@ -133,26 +140,26 @@ def test_each_task_states_its_passes_over_the_training_set_per_iteration(tmp_pat
     assert "### gsm8k (0.50-1.00 passes / iteration)" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_report_files_carry_the_same_numbers(hand_sweep, tmp_path):
-    files = write_report(hand_sweep, tmp_path / "out")
+def test_report_files_carry_the_same_numbers(hand_sweep, hand_report):
+    out, files = hand_report
     assert [f.name for f in files] == ["report.md", "report.csv", "report.json", *PLOTS]
-    markdown = (tmp_path / "out" / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
     assert "| linucb | 0.600 ± 0.100 [0.352, 0.848] (n=3) |" in markdown
     assert f"| {BASE} | 0.433 ± 0.058 [0.290, 0.577] (n=3) |" in markdown
     assert "pseudo-regret estimated from the sweep's own decisions" in markdown
     assert str(hand_sweep / "6") in markdown  # the skipped job is named
-    rows = {row["method"]: row for row in csv.DictReader((tmp_path / "out" / "report.csv").open())}
+    rows = {row["method"]: row for row in csv.DictReader((out / "report.csv").open())}
     assert float(rows["random"]["arithmetic/accuracy_std"]) == pytest.approx(math.sqrt(0.03))
     assert rows[BASE]["arithmetic/rm_calls_per_run"] == ""
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
     assert report["table"]["arithmetic"]["linucb"]["accuracy"]["ci_high"] == pytest.approx(0.6 + T2 * 0.1 / math.sqrt(3))
     assert report["skipped"] == [str(hand_sweep / "6")]
 
 
-def test_every_plot_is_a_readable_image(hand_sweep, tmp_path):
-    files = write_report(hand_sweep, tmp_path / "out")
+def test_every_plot_is_a_readable_image(hand_report):
+    out, files = hand_report
     for name in PLOTS:
-        path = tmp_path / "out" / name
+        path = out / name
         assert path in files and path.stat().st_size > 1024
         image = imread(path)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100

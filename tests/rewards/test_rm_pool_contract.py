@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF_DIR, briefly, compose_config
+from conftest import BRIEF_WARM_START, CONF_DIR, briefly, compose_config
 from fake_servers import BrokenServer
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -142,7 +142,9 @@ def test_a_served_pool_without_its_server_is_refused_and_a_failing_server_is_a_n
     url = f"http://127.0.0.1:{free_port()}"
     for variable in ("LASER_RM_URL", "LASER_VLLM_URL", "LASER_OPENRLHF_URL", "LASER_JUDGE_URL"):
         monkeypatch.setenv(variable, url)  # how the example yamls are pointed at their servers
-    cfg = make_config([f"rm_pool={path.stem}", *SHORT_RUN], output_dir=tmp_path / "down", legacy=False)
+    # The fair miniature's task; a brief warm start (what the policy learns is not this test's business).
+    cfg = make_config([f"rm_pool={path.stem}", *SHORT_RUN, *BRIEF_WARM_START], output_dir=tmp_path / "down",
+                      legacy=False)
     assert list(model_references(cfg.rm_pool)) == []  # nothing for the model preflight to check
     remote = remote_arms(cfg)
     with pytest.raises(LaserConfigError) as caught:
@@ -153,8 +155,8 @@ def test_a_served_pool_without_its_server_is_refused_and_a_failing_server_is_a_n
     server = BrokenServer([str(node.get("model", node.get("rm", ""))) for node in remote.values()])
     try:
         first = next(iter(remote))  # always picked, so every step meets the broken server
-        cfg = make_config([f"rm_pool={path.stem}", *SHORT_RUN, "bandit=single", f"bandit.arm={first}"],
-                          output_dir=tmp_path / "run", legacy=False)
+        cfg = make_config([f"rm_pool={path.stem}", *SHORT_RUN, *BRIEF_WARM_START, "bandit=single",
+                           f"bandit.arm={first}"], output_dir=tmp_path / "run", legacy=False)
         with open_dict(cfg):
             for name in remote:
                 node = cfg.rm_pool.models[name]

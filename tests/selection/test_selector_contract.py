@@ -33,9 +33,11 @@ CONTEXTS = F.normalize(torch.randn(12, 8, generator=torch.Generator().manual_see
 CANDIDATE_PAIRS = [(0, 0, 1), (0, 1, 2), (1, 2, 0)]  # (prompt, chosen, rejected) among 2 prompts x 3 responses
 
 
-def selector_of(name: str, *overrides: str) -> tuple[Selector, list[str]]:
-    """The selector `bandit=<name>` builds for the pool, as `python -m laser.run` builds it."""
-    cfg = compose_config([f"bandit={name}", POOL, *overrides])
+def selector_of(name: str, seed: int | None = None) -> tuple[Selector, list[str]]:
+    """The selector `bandit=<name>` builds for the pool, as `python -m laser.run` builds it (with `seed=`)."""
+    cfg = compose_config([f"bandit={name}", POOL])
+    if seed is not None:
+        cfg.seed = seed  # what `seed=<n>` on the command line sets (bandit.seed is ${seed})
     names = [arm for arm, rm in cfg.rm_pool.models.items() if rm is not None]
     return instantiate(cfg.bandit, num_arms=len(names), arm_names=names, _convert_="all"), names
 
@@ -96,7 +98,7 @@ def test_a_checkpointed_selector_continues_with_the_same_decisions(path: Path) -
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)  # as in a checkpoint: loaded with weights_only
     buffer.seek(0)
-    resumed = selector_of(path.stem, "seed=99")[0]  # another seed: what continues must come from the state
+    resumed = selector_of(path.stem, seed=99)[0]  # another seed: what continues must come from the state
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
     assert drive(resumed, range(6, len(CONTEXTS))) == straight[6:]
 

@@ -72,12 +72,25 @@ def hotpotqa_all(hotpotqa_dir: Path) -> LongContextQA:
     return LongContextQA(source="hotpotqa", data_dir=str(hotpotqa_dir))
 
 
-def test_hotpotqa_loads_every_row_with_titled_passages(hotpotqa_dir: Path, hotpotqa_all: LongContextQA) -> None:
+@pytest.fixture(scope="module")
+def hotpotqa_raw(hotpotqa_dir: Path) -> list[dict]:
+    return json.loads((hotpotqa_dir / "dev_distractor.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def hotpotqa_sample_dir(hotpotqa_raw: list[dict], tmp_path_factory) -> Path:
+    """The real file's first 300 questions: seeded subsets and grading need no more, and each task
+    built on the whole file parses all 7,405 (~1 s)."""
+    folder = tmp_path_factory.mktemp("hotpotqa")
+    (folder / "dev_distractor.json").write_text(json.dumps(hotpotqa_raw[:300]))
+    return folder
+
+
+def test_hotpotqa_loads_every_row_with_titled_passages(hotpotqa_raw: list[dict], hotpotqa_all: LongContextQA) -> None:
     examples = hotpotqa_all.test_examples()
     assert len(examples) == 7405 and hotpotqa_all.skipped_rows == 0
     assert hotpotqa_all.train_examples() == []  # no train split by default
-    raw = json.loads((hotpotqa_dir / "dev_distractor.json").read_text())
-    for row, example in zip(raw[:50], examples[:50], strict=True):
+    for row, example in zip(hotpotqa_raw[:50], examples[:50], strict=True):
         passage = example.meta["passage"]
         positions = [passage.index(f"Title: {title}\n") for title, _ in row["context"]]
         assert positions == sorted(positions)  # every title, in file order
@@ -87,20 +100,20 @@ def test_hotpotqa_loads_every_row_with_titled_passages(hotpotqa_dir: Path, hotpo
     assert hotpotqa_all.format_prompt(examples[0]) == examples[0].question
 
 
-def test_hotpotqa_limit_is_seeded_and_train_rows_are_disjoint(hotpotqa_dir: Path) -> None:
+def test_hotpotqa_limit_is_seeded_and_train_rows_are_disjoint(hotpotqa_sample_dir: Path) -> None:
     def uids(examples: list[Example]) -> list[str]:
         return [e.uid for e in examples]
 
-    a = LongContextQA(data_dir=str(hotpotqa_dir), limit=20, train_limit=5, seed=0)
-    b = LongContextQA(data_dir=str(hotpotqa_dir), limit=20, seed=0)
-    c = LongContextQA(data_dir=str(hotpotqa_dir), limit=20, seed=1)
+    a = LongContextQA(data_dir=str(hotpotqa_sample_dir), limit=20, train_limit=5, seed=0)
+    b = LongContextQA(data_dir=str(hotpotqa_sample_dir), limit=20, seed=0)
+    c = LongContextQA(data_dir=str(hotpotqa_sample_dir), limit=20, seed=1)
     assert len(a.test_examples()) == 20 and uids(a.test_examples()) == uids(b.test_examples())
     assert uids(a.test_examples()) != uids(c.test_examples())
     assert len(a.train_examples()) == 5 and not set(uids(a.train_examples())) & set(uids(a.test_examples()))
 
 
-def test_hotpotqa_grading_uses_the_first_line(hotpotqa_dir: Path) -> None:
-    task = LongContextQA(data_dir=str(hotpotqa_dir), limit=2)
+def test_hotpotqa_grading_uses_the_first_line(hotpotqa_sample_dir: Path) -> None:
+    task = LongContextQA(data_dir=str(hotpotqa_sample_dir), limit=2)
     first, second = task.test_examples()
     responses = [f"  {first.answer}\nand then more words", "no idea"]
     assert task.extract_answer(responses[0]) == first.answer

@@ -306,7 +306,8 @@ def test_mmlu_limits_are_seeded(mmlu_dir: Path) -> None:
         task = MMLU(data_dir=str(mmlu_dir), subjects=subjects, train_limit=30, test_limit=10, seed=seed)
         return [e.uid for e in task.train_examples() + task.test_examples()]
 
-    assert len(uids(0)) == 40 and uids(0) == uids(0) and uids(0) != uids(1)
+    first, again, other_seed = uids(0), uids(0), uids(1)
+    assert len(first) == 40 and first == again and first != other_seed
 
 
 @pytest.mark.parametrize(
