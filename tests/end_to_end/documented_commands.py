@@ -34,7 +34,7 @@ MARKS = {
 MARK_WORD = re.compile(r"#\s*([a-z]+)\b")
 START = re.compile(r"(?:\$ )?(?:[A-Z_][A-Z0-9_]*=\S* )*python -m laser\.[a-z]")
 INLINE_SPAN = re.compile(r"(?<!`)`([^`\n]+(?:\n[^`\n]+)?)`(?!`)")  # a code span, at most across one line break
-RECORDED_SWEEP = re.compile(r"^Sweep `[^`(]*\((python -m laser\.[^`]*)\)`")
+RECORDED_SWEEP = re.compile(r"^Sweep `[^`(]*\((python -m laser\.[^`;]*)[^`]*\)`")  # "(<command>; a note)" too
 LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.) ")
 
 

@@ -21,12 +21,13 @@ from typing import Any
 from conftest import DATA_DIR, REPO, SHRINK, briefly, compose_config
 from documented_commands import HydraInvocation, hydra_invocation, override_key, split_chain, sweep_jobs
 
-# The shrink (until `+debug=tiny` exists): conftest's SHRINK for laser.run, plus caps for the other tasks
-# (reasoning and instruction data, the tiny policy's warm start) and best-of-n's own knobs. A number is a
-# cap: applied where the composed value is larger or null (unlimited); anything else is set as it is.
+# The shrink: conftest's SHRINK (`+debug=tiny`: iterations, steps, samples, evaluation) for laser.run, plus
+# caps for what it leaves (the tiny policy's warm start, generation length, the reasoning and instruction
+# tasks' data), and best-of-n's own knobs. `+group=choice` is added unless the command picks that group;
+# a number is a cap, applied where the composed value is larger or null (unlimited); the rest is set as is.
 SHRINKS = {
     "config": SHRINK + ["policy.warm_start.steps=2", "policy.max_new_tokens=16", "task.train_limit=64",
-               "task.test_limit=16"],
+                        "task.test_limit=16"],
     "bestofn": ["task.limit=6", "task.train_limit=16", "num_samples=3", "batch_size=3", "policy.max_new_tokens=8",
                 "policy.max_prompt_tokens=256"],
 }
@@ -94,13 +95,14 @@ def shrunk(invocation: HydraInvocation, overrides: list[str] | None = None) -> l
     from omegaconf import OmegaConf
 
     overrides = list(invocation.overrides if overrides is None else overrides)
-    cfg = compose_config(overrides, invocation.config_name)
     own = {override_key(o) for o in overrides}
-    added = []
-    for key, value in (o.split("=", 1) for o in SHRINKS[invocation.config_name]):
-        if key in own or OmegaConf.select(cfg, key, default="<absent>", throw_on_resolution_failure=False) == "<absent>":
+    shrink = SHRINKS[invocation.config_name]
+    added = [o for o in shrink if o.startswith("+") and override_key(o) not in own]  # +debug=tiny, last
+    cfg = compose_config(overrides + added, invocation.config_name)
+    for key, value in (o.split("=", 1) for o in shrink if not o.startswith("+")):
+        current = OmegaConf.select(cfg, key, default="<absent>", throw_on_resolution_failure=False)
+        if key in own or current == "<absent>":
             continue
-        current = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         if not value.isdigit() or current is None or not isinstance(current, int) or current > int(value):
             added.append(f"{key}={value}")
     return overrides + added

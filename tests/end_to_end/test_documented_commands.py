@@ -6,10 +6,10 @@ edit here. A command written in several places (same text, same mark; `<override
 is tested once, and a failure names every file:line that holds it. A command runs unless it carries a mark (MARKS: `# gpu`, ...).
 
 - Unmarked `laser.run` / `laser.bestofn` single runs run in this process, composed from the command's
-  overrides as Hydra composes them, SHRUNK (documented_runs.SHRINKS: conftest's SHRINK plus caps on the
-  warm start and the data, for every key the command does not set itself; a pool that trains its RMs
-  trains briefly, conftest.briefly; `+debug=tiny` is to replace the lists). They cache models in the
-  session's cache and must end complete. Why shrunk: about 65 documented runs take ~40 s to minutes each
+  overrides as Hydra composes them, SHRUNK (documented_runs.SHRINKS: conftest's SHRINK, `+debug=tiny`,
+  plus caps on the warm start, generation and the data, for every key the command does not set itself;
+  a pool that trains its RMs trains briefly, conftest.briefly). They cache models in the session's cache
+  and must end complete. Why shrunk: about 65 documented runs take ~40 s to minutes each
   as written (over 40 min); shrunk, each still builds every group and knob it names and runs the whole
   step (generate, score, pair, update, bandit, evaluation, checkpoint), in seconds.
 - A run whose text states figures (documented_commands.stated_figures: test accuracy, time) runs AS
