@@ -4,7 +4,7 @@
 different, so those judges rank the policy's first samples worse than chance on some categories, and
 preference training learns what they score high and the grader marks wrong. Here, as reward models are
 trained in practice, the data is the policy's: for every training question the warm-started policy (the
-one `load_policy` loads, `laser.policy.policy.policy_folder`) samples `samples_per_question` responses
+one `load_policy` loads, `laser.policy.loading.policy_folder`) samples `samples_per_question` responses
 with its own sampling settings, the task's grader marks each, and each question with both a right and a
 wrong response gives up to `pairs_per_question` (chosen=right, rejected=wrong) pairs. A judge of category
 c trains with a Bradley-Terry loss on `own_share` of its pairs from c, the rest from the other categories.
@@ -163,7 +163,8 @@ def train_onpolicy_judges(task: Task, policy: Mapping, cache_dir: str, samples_p
     """Train (or reuse) the on-policy judge of every category of `task`; returns category -> its folder.
     `policy` holds the run's policy settings (model_name_or_path, tiny, warm_start, prebuilt and the
     sampling ones): the data is sampled from the very model the run starts from."""
-    from laser.policy.policy import Policy, policy_folder
+    from laser.policy.loading import policy_folder
+    from laser.policy.policy import Policy
     from laser.tiny import build_tokenizer, save_model_folder, task_texts
 
     model = policy_folder(task=task, cache_dir=cache_dir,

@@ -91,7 +91,7 @@ def test_rm_path_that_does_not_exist_fails_before_any_model_is_built(make_config
     def no_policy(*args, **kwargs):
         raise AssertionError("the policy was loaded before the RM pool was checked")
 
-    monkeypatch.setattr("laser.policy.policy.load_policy", no_policy)
+    monkeypatch.setattr("laser.policy.loading.load_policy", no_policy)
     cfg = make_config(["rm_pool=oracle", "+rm_pool.models.bad._target_=laser.rewards.classifier.ClassifierRM",
                        "+rm_pool.models.bad.model_name_or_path=/no/such/rm", "bandit=single", "bandit.arm=bad"])
     with pytest.raises(LaserConfigError, match=r"rm_pool\.models\.bad\.model_name_or_path=/no/such/rm: no such folder"):

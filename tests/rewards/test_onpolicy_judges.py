@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from laser.errors import LaserConfigError
-from laser.policy.policy import Policy, policy_folder
+from laser.policy.loading import policy_folder
+from laser.policy.policy import Policy
 from laser.rewards.onpolicy_judges import (
     judge_folders,
     learned_judges_onpolicy,
