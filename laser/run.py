@@ -72,7 +72,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 
 def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Instantiate task, RM pool, selector, context, selector reward, loss, data, policy and the LASeR module.
+    """Instantiate task, RM pool, selector, context, selector reward, loss, guard, data, policy and the LASeR module.
 
     The policy comes last: loading it can take minutes, so every cheap check fails before it."""
     from laser.step.module import LaserModule
@@ -86,11 +86,13 @@ def build(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     context = instantiate(cfg.context)
     selector_reward = instantiate(cfg.selector_reward)
     loss = instantiate(cfg.loss)
-    datamodule = instantiate(cfg.data, task=task)
+    guard = instantiate(cfg.guard) if cfg.get("guard") else None  # its dev prompts are never trained on
+    held_out = guard.hold_out(task.train_examples()) if guard is not None else set()
+    datamodule = instantiate(cfg.data, task=task, held_out=held_out)
     policy = instantiate(cfg.policy, task=task, _convert_="all")
     module = LaserModule(policy, rm_pool, selector, task, selector_reward, loss=loss, context=context,
                          settings=StepSettings(**laser_cfg), output_dir=str(output_dir),
-                         stop_after_iteration=cfg.get("stop_after_iteration"))
+                         stop_after_iteration=cfg.get("stop_after_iteration"), guard=guard)
     return {"task": task, "module": module, "datamodule": datamodule, "rm_pool": rm_pool, "selector": selector}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import lightning as L
 import torch
@@ -97,11 +97,12 @@ class PromptDataModule(L.LightningDataModule):
         eval_limit: evaluate on the first N test examples only (None: all).
         group_by_category: one category per batch (see `iteration_batches`).
         seed: seeds the batch order.
+        held_out: uids of training examples never trained on (a guard's dev prompts, laser/guard/).
     """
 
     def __init__(self, task: Task, batch_size: int = 8, steps_per_iteration: int | None = 20,
                  eval_batch_size: int = 64, eval_limit: int | None = None, group_by_category: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, held_out: Collection[str] = ()) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
@@ -116,6 +117,11 @@ class PromptDataModule(L.LightningDataModule):
         self.batch_size, self.steps_per_iteration = batch_size, steps_per_iteration
         self.eval_batch_size, self.eval_limit = eval_batch_size, eval_limit
         self.group_by_category, self.seed = group_by_category, seed
+        self.held_out = frozenset(held_out)
+
+    def train_examples(self) -> list[Example]:
+        """The task's training examples, less the held-out ones."""
+        return [e for e in self.task.train_examples() if e.uid not in self.held_out]
 
     def world_size(self) -> int:
         """Processes sharing each iteration's batches: the attached trainer's, else torch.distributed's."""
@@ -127,14 +133,14 @@ class PromptDataModule(L.LightningDataModule):
         `steps_per_iteration` (per process) and `passes_per_iteration` (prompts trained per iteration
         over the training set's size)."""
         world = self.world_size() if world_size is None else world_size
-        train_size = len(self.task.train_examples())
+        train_size = len(self.train_examples())
         steps = self.steps_per_iteration or one_pass_steps(train_size, self.batch_size, world)
         global_batch = self.batch_size * world
         return {"train_size": train_size, "global_batch_size": global_batch, "steps_per_iteration": steps,
                 "passes_per_iteration": steps * global_batch / max(train_size, 1)}
 
     def train_dataloader(self) -> DataLoader:
-        examples = self.task.train_examples()
+        examples = self.train_examples()
         if not examples:
             raise LaserConfigError(f"task '{self.task.name}' has no training examples")
         steps = int(self.iteration_plan()["steps_per_iteration"])

@@ -1,6 +1,8 @@
 """What happens around the steps of an iteration (a `LaserModule` mixin): the evaluation on the test split
 (iteration 0 is the one before any training), the reference refresh after each iteration, the iteration's
-record (`iterations.json`) with its RM calls, RM tokens and generated tokens summed over ranks.
+record (`iterations.json`) with its RM calls, RM tokens and generated tokens summed over ranks; with a
+guard (`guard=dev_rollback`, laser/guard/dev_rollback.py), its verdict on the iteration, before the test
+evaluation sees the policy.
 
 An iteration is one Lightning epoch of `steps_per_iteration` steps; Lightning calls these hooks.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from laser.distributed.processes import interleaved, summed_counts
+from laser.distributed.processes import from_rank_zero, interleaved, summed_counts
 from laser.runs.files import write_json_atomically
 from laser.step import records
 from laser.tasks.base import Example
@@ -39,12 +41,39 @@ class IterationHooks:
                                         self._eval_responses, self._eval_examples,
                                         generator=f"laser-{type(self.selector).__name__}")
         self._eval_responses, self._eval_examples = [], []
+        self.last_eval.update(self._guard_metrics)
         self.log_dict(self.last_eval, on_epoch=True, batch_size=1)
         if self.trainer.state.fn == "validate":  # the evaluation before training: iteration 0
             self._close_iteration(0, self.refresh_global_counts())
 
     def on_train_epoch_start(self) -> None:
         self._iteration_started = time.perf_counter()
+        if self.guard is not None:  # what an undo restores; the first time, the policy's dev accuracy
+            if self.guard.kept_accuracy is None:
+                self.guard.baseline(self._dev_accuracy())
+            self.guard.begin_iteration(self.policy.adapter_state_dict())
+
+    def on_validation_epoch_start(self) -> None:
+        self._guard_metrics = {}
+        if self.guard is not None and self.trainer.state.fn == "fit":  # after the iteration's steps
+            self._guard_metrics = self._judge_iteration()
+
+    def _judge_iteration(self) -> dict[str, float]:
+        """The guard's verdict on the iteration just trained: keep it, or restore the adapter it began with,
+        clear the optimiser's moments and give the penalty to its decisions on the fallen categories."""
+        verdict = self.guard.judge(self.current_epoch + 1, self._dev_accuracy())
+        if verdict.rolled_back:
+            self.policy.load_adapter_state_dict(self.guard.adapter_at_start)
+            self.optimizers().optimizer.state.clear()
+            for selection, context in verdict.penalised:
+                self.selector.update(selection, context, self.guard.penalty, None)
+            log.info("guard: iteration %d undone, dev accuracy fell on %s (%s); %d decisions penalised; resting %s",
+                     verdict.iteration, verdict.fallen, verdict.accuracy, len(verdict.penalised), self.guard.resting)
+        return {**verdict.metrics(), "guard/rollbacks": float(self.guard.rollbacks)}
+
+    def _dev_accuracy(self) -> dict[str, float]:
+        """The guard's dev accuracy per category (rank 0's on every rank, so all ranks judge alike)."""
+        return from_rank_zero(self.trainer, self.guard.measure(self.policy, self.task))
 
     def on_train_epoch_end(self) -> None:
         if self.settings.refresh_reference:

@@ -32,6 +32,7 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 
 from laser.distributed.processes import any_rank, most_of_any_rank
 from laser.distributed.sharding import shard_policy
+from laser.guard.dev_rollback import DevRollback
 from laser.policy.policy import Policy, Samples
 from laser.rewards.pool import RewardModelPool
 from laser.runs.files import rewind_selections
@@ -68,13 +69,14 @@ class LaserModule(IterationHooks, L.LightningModule):
         context: what the bandit sees per prompt (default: the paper's last-token state).
         settings: the step's knobs, the `laser:` section of the config (laser/step/settings.py).
         output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
+        guard: checks each iteration on held-out dev prompts and may undo it (laser/guard/dev_rollback.py).
         stop_after_iteration: end the fit early after this iteration (a planned stop; resume later).
     """
 
     def __init__(self, policy: Policy, rm_pool: RewardModelPool, selector: Selector, task: Task,
                  selector_reward: SelectorReward, loss: DPOLoss | None = None, context: Context | None = None,
                  settings: StepSettings | None = None, output_dir: str | None = None,
-                 stop_after_iteration: int | None = None) -> None:
+                 stop_after_iteration: int | None = None, guard: DevRollback | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base weights
@@ -84,6 +86,7 @@ class LaserModule(IterationHooks, L.LightningModule):
         self.settings = settings or StepSettings()
         self.output_dir, self.stop_after_iteration = Path(output_dir) if output_dir else None, stop_after_iteration
         self.tracker = IterationTracker()
+        self.guard, self._guard_metrics = guard, {}
         self.recorder: StepRecorder  # where this process's records go: made in `setup`, once its rank is known
         self.counterfactuals: Counterfactuals | None = None  # laser.counterfactuals=true, on the writing rank
         self.last_eval: dict[str, float] = {}
@@ -136,6 +139,8 @@ class LaserModule(IterationHooks, L.LightningModule):
         self._continue_saved_rng_streams()
         prompts = [self.task.format_prompt(example) for example in batch]
         n, iteration = self.settings.num_samples, self.current_epoch + 1
+        if self.guard is not None and any_rank(self.trainer, self.guard.rests(batch)):  # a category the guard rests
+            return self.recorder.skip("guard_resting", [], batch, iteration)
         with self.phase("embed"):
             encoded = self.policy.encode(prompts)
             contexts = self._contexts(encoded, prompts)  # [B, d], no grad
@@ -250,6 +255,8 @@ class LaserModule(IterationHooks, L.LightningModule):
             reward = self.selector_reward(reward_raw, decision.context)
             with self.phase("bandit"):
                 self.selector.update(decision.selection, decision.context, reward, feedback)
+            if self.guard is not None:  # an undone iteration penalises its decisions (laser/guard/)
+                self.guard.note(batch, decision.prompts, decision.selection, decision.context)
             own = [p for p in pairs if p[0] in set(decision.prompts)]
             accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.settings.num_samples, own)
             self.recorder.decision(decision, batch, iteration, reward_raw, reward, gold_pair_accuracy=accuracy,
@@ -286,4 +293,4 @@ class LaserModule(IterationHooks, L.LightningModule):
             log.info("resumed after step %d (%d selections kept)", self.tracker.steps, kept)
 
     def _resumable(self) -> Resumable:
-        return Resumable(self.policy, self.selector, self.selector_reward, self.rm_pool, self.tracker)
+        return Resumable(self.policy, self.selector, self.selector_reward, self.rm_pool, self.tracker, self.guard)

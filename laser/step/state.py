@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from laser.distributed.processes import from_every_rank, own_entry
+from laser.errors import LaserConfigError
+from laser.guard.dev_rollback import DevRollback
 from laser.policy.policy import Policy
 from laser.rewards.pool import RewardModelPool
 from laser.runs.results import IterationTracker
@@ -28,6 +30,7 @@ class Resumable:
     selector_reward: SelectorReward
     rm_pool: RewardModelPool  # per rank
     tracker: IterationTracker  # per rank
+    guard: DevRollback | None = None  # its kept dev accuracy and resting categories
 
 
 def checkpoint_state(run: Resumable, trainer, **values: Any) -> dict[str, Any]:
@@ -38,6 +41,7 @@ def checkpoint_state(run: Resumable, trainer, **values: Any) -> dict[str, Any]:
         "merged_adapters": run.policy.merged_adapters,
         "selector": run.selector.state_dict(),
         "selector_reward": run.selector_reward.state_dict(),
+        "guard": None if run.guard is None else run.guard.state_dict(),
         **values,
     }
     # what differs between ranks (random and noise streams, own counters): rank 0's, and every rank's
@@ -55,6 +59,11 @@ def restore_checkpoint_state(run: Resumable, state: dict[str, Any], rank: int, w
     run.selector_reward.load_state_dict(state["selector_reward"])
     run.rm_pool.load_state_dict(state["rm_pool"])
     run.tracker.load_state_dict(state["tracker"])
+    if run.guard is not None:
+        if state.get("guard") is None:
+            raise LaserConfigError("this run has guard=... but its checkpoint was written without one; resume "
+                                   "it with the guard it ran with (its .hydra/config.yaml), or start a new run")
+        run.guard.load_state_dict(state["guard"])
     return state
 
 

@@ -102,3 +102,15 @@ def test_one_pass_under_category_grouping_tops_up_from_the_next_round():
     assert all(len({e.category for e in batch}) == 1 for batch in batches)
     first_round = list(itertools.islice((e.uid for batch in batches for e in batch), 32))
     assert len(set(first_round)) == 32
+
+
+def test_held_out_prompts_are_never_in_a_training_batch():
+    """A guard's dev prompts (laser/guard/) are left out of every iteration's batches and of the train size."""
+    task = Numbered(20)
+    data = PromptDataModule(task, batch_size=4, steps_per_iteration=None, held_out={"q3", "q17"})
+    assert data.iteration_plan(world_size=1)["train_size"] == 18
+    loader = data.train_dataloader()
+    for epoch in range(3):
+        loader.batch_sampler.set_epoch(epoch)
+        uids = {e.uid for batch in loader for e in batch}
+        assert "q3" not in uids and "q17" not in uids and len(uids) >= 16

@@ -1,0 +1,1 @@
+"""Guards: checks between iterations that may undo what an iteration did (`conf/guard/`)."""
