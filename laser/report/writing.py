@@ -17,6 +17,7 @@ from typing import Any
 from laser.report.counterfactual_plots import write_counterfactual_plots
 from laser.report.counterfactuals import REWARDS, counterfactual_regret, final_regret, reward_vs_gold
 from laser.report.environments import environment_lines, sweep_environments
+from laser.report.guard import guard_section, guard_summary
 from laser.report.head_to_head import configured_judge, evaluation_outputs, head_to_head
 from laser.report.jobs import Job, load_sweep
 from laser.report.monitor import DEFAULT_THRESHOLD, hacking_monitor, monitor_section
@@ -174,7 +175,7 @@ def render_markdown(sweep_dir: Path, jobs: list[Job], skipped: list[Path], table
                     wins: dict[str, Any] | None = None, paired: list[str] | None = None,
                     monitor: list[str] | None = None) -> str:
     """report.md: the accuracy tables, the paired differences against a baseline (`paired`: its lines),
-    the pseudo-regret, the counterfactuals, the reward-hacking monitor (`monitor`: its lines) and the
+    the pseudo-regret, the counterfactuals, the reward-hacking monitor and guard (`monitor`: their lines) and the
     head-to-head win rates (`wins`; each if any), and the skipped jobs."""
     lines = ["# LASeR sweep report", "",
              f"Sweep `{sweep_dir}`: {len(jobs)} complete jobs, {len(skipped)} skipped.", ""]
@@ -254,6 +255,7 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
     paired = paired_table(jobs, baseline)  # first: a baseline the sweep did not run stops here
     log_paired(paired, method_names(jobs))
     monitor = hacking_monitor(jobs, hacking_threshold)  # its flags go to the log too
+    guards = guard_summary(jobs)  # guard=dev_rollback jobs: what the guard undid
     out.mkdir(parents=True, exist_ok=True)
     environments = sweep_environments(jobs)
     if len(environments) > 1:
@@ -269,7 +271,7 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
     shares, wins = last_iteration_shares(jobs), sweep_head_to_head(jobs, judge, laser_methods)
     files[0].write_text(render_markdown(sweep_dir, jobs, skipped, table, means, regret, counterfactuals, shares,
                                         wins, paired_section(paired, method_names(jobs)),
-                                        monitor_section(monitor, jobs)))
+                                        monitor_section(monitor, jobs) + guard_section(guards)))
     write_csv(table, files[1])
     payload = {"sweep": str(sweep_dir), "jobs": [str(j.path) for j in jobs], "skipped": [str(p) for p in skipped],
                "table": table, "passes_per_iteration": passes_by_task(jobs),
@@ -281,6 +283,8 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None, judge
         payload["head_to_head"] = wins
     if monitor:  # sweeps with counterfactuals
         payload["hacking_monitor"] = monitor
+    if guards:
+        payload["guard"] = guards
     if paired:
         payload["paired"] = paired
         write_paired_csv(paired, out / "report_paired.csv")

@@ -1,8 +1,8 @@
 """What happens around the steps of an iteration (a `LaserModule` mixin): the evaluation on the test split
 (iteration 0 is the one before any training), the reference refresh after each iteration, the iteration's
 record (`iterations.json`) with its RM calls, RM tokens and generated tokens summed over ranks; with a
-guard (`guard=dev_rollback`, laser/guard/dev_rollback.py), its verdict on the iteration, before the test
-evaluation sees the policy.
+guard (`guard=dev_rollback`, laser/guard/dev_rollback.py), its checks (every `check_every` steps, and at
+the iteration's end, before the test evaluation sees the policy).
 
 An iteration is one Lightning epoch of `steps_per_iteration` steps; Lightning calls these hooks.
 """
@@ -49,27 +49,32 @@ class IterationHooks:
     def on_train_epoch_start(self) -> None:
         self._iteration_started = time.perf_counter()
         if self.guard is not None:  # what an undo restores; the first time, the policy's dev accuracy
-            if self.guard.kept_accuracy is None:
+            if self.guard.best_accuracy is None:
                 self.guard.baseline(self._dev_accuracy())
-            self.guard.begin_iteration(self.policy.adapter_state_dict())
+            self.guard.begin(self.policy.adapter_state_dict())
+
+    def on_train_batch_end(self, outputs, batch: list[Example], batch_idx: int) -> None:
+        if self.guard is not None and self.guard.due(batch_idx + 1, self.trainer.num_training_batches):
+            self._guard_check()
 
     def on_validation_epoch_start(self) -> None:
         self._guard_metrics = {}
-        if self.guard is not None and self.trainer.state.fn == "fit":  # after the iteration's steps
-            self._guard_metrics = self._judge_iteration()
+        if self.guard is not None and self.trainer.state.fn == "fit":  # the iteration's last check
+            self._guard_check()
+            self._guard_metrics = self.guard.iteration_metrics()
 
-    def _judge_iteration(self) -> dict[str, float]:
-        """The guard's verdict on the iteration just trained: keep it, or restore the adapter it began with,
-        clear the optimiser's moments and give the penalty to its decisions on the fallen categories."""
-        verdict = self.guard.judge(self.current_epoch + 1, self._dev_accuracy())
+    def _guard_check(self) -> None:
+        """The guard's verdict on the steps since its last check: keep them, or restore the adapter of the
+        last check, clear the optimiser's moments and give the penalty to their decisions on fallen categories."""
+        verdict = self.guard.judge(self._dev_accuracy())
         if verdict.rolled_back:
-            self.policy.load_adapter_state_dict(self.guard.adapter_at_start)
+            self.policy.load_adapter_state_dict(self.guard.adapter_at_check)
             self.optimizers().optimizer.state.clear()
             for selection, context in verdict.penalised:
                 self.selector.update(selection, context, self.guard.penalty, None)
-            log.info("guard: iteration %d undone, dev accuracy fell on %s (%s); %d decisions penalised; resting %s",
-                     verdict.iteration, verdict.fallen, verdict.accuracy, len(verdict.penalised), self.guard.resting)
-        return {**verdict.metrics(), "guard/rollbacks": float(self.guard.rollbacks)}
+            log.info("guard: undone after step %d, dev accuracy fell on %s (%s); %d decisions penalised; resting %s",
+                     self.tracker.steps, verdict.fallen, verdict.accuracy, len(verdict.penalised), self.guard.resting)
+        self.guard.begin(self.guard.adapter_at_check if verdict.rolled_back else self.policy.adapter_state_dict())
 
     def _dev_accuracy(self) -> dict[str, float]:
         """The guard's dev accuracy per category (rank 0's on every rank, so all ranks judge alike)."""

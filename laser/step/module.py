@@ -69,7 +69,7 @@ class LaserModule(IterationHooks, L.LightningModule):
         context: what the bandit sees per prompt (default: the paper's last-token state).
         settings: the step's knobs, the `laser:` section of the config (laser/step/settings.py).
         output_dir: where `selections.jsonl` and `results.json` go (rank 0 only).
-        guard: checks each iteration on held-out dev prompts and may undo it (laser/guard/dev_rollback.py).
+        guard: checks the policy on held-out dev prompts and may undo steps (laser/guard/dev_rollback.py).
         stop_after_iteration: end the fit early after this iteration (a planned stop; resume later).
     """
 
@@ -255,7 +255,7 @@ class LaserModule(IterationHooks, L.LightningModule):
             reward = self.selector_reward(reward_raw, decision.context)
             with self.phase("bandit"):
                 self.selector.update(decision.selection, decision.context, reward, feedback)
-            if self.guard is not None:  # an undone iteration penalises its decisions (laser/guard/)
+            if self.guard is not None:  # undone steps penalise their decisions (laser/guard/)
                 self.guard.note(batch, decision.prompts, decision.selection, decision.context)
             own = [p for p in pairs if p[0] in set(decision.prompts)]
             accuracy = records.gold_pair_accuracy(self.task, batch, responses, self.settings.num_samples, own)

@@ -30,7 +30,7 @@ class Resumable:
     selector_reward: SelectorReward
     rm_pool: RewardModelPool  # per rank
     tracker: IterationTracker  # per rank
-    guard: DevRollback | None = None  # its kept dev accuracy and resting categories
+    guard: DevRollback | None = None  # its best dev accuracy and resting categories
 
 
 def checkpoint_state(run: Resumable, trainer, **values: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from laser.run import run
@@ -28,19 +29,23 @@ def _merged_lora_b(folder: Path) -> list[float]:
     return [sum(float(v.abs().sum()) for k, v in merged.items() if "lora_B" in k) for merged in state["merged_adapters"]]
 
 
-def test_an_undone_iteration_leaves_the_policy_as_it_began_and_penalises_its_decisions(make_config, tmp_path):
-    """max_drop=-1 demands a gain no category can make: every iteration is undone."""
+@pytest.mark.parametrize("check_every, checks", [("null", 1), (2, 2)])
+def test_undone_steps_leave_the_policy_as_it_was_and_penalise_their_decisions(check_every, checks, make_config,
+                                                                             tmp_path):
+    """max_drop=-1 demands a gain no category can make: every check undoes the steps before it."""
     undone, plain = tmp_path / "undone", tmp_path / "plain"
-    run(make_config([*GUARD, "guard.max_drop=-1.0", "guard.cooldown=0"], output_dir=undone), undone)
-    run(make_config([*GUARD, "guard.max_drop=1.0"], output_dir=plain), plain)  # never undoes anything
+    knobs = [*GUARD, f"guard.check_every={check_every}"]
+    run(make_config([*knobs, "guard.max_drop=-1.0", "guard.cooldown=0"], output_dir=undone), undone)
+    run(make_config([*knobs, "guard.max_drop=1.0"], output_dir=plain), plain)  # never undoes anything
     records = _iterations(undone)
-    assert [r["guard/rolled_back"] for r in records[1:]] == [1.0, 1.0]
+    assert [(r["guard/checks"], r["guard/rolled_back"]) for r in records[1:]] == [(checks, checks)] * 2
     for record in records[1:]:  # the undone policy is the starting one: the same greedy answers
         assert {k: v for k, v in record.items() if k.startswith("test/")} == \
             {k: v for k, v in records[0].items() if k.startswith("test/")}
     assert _merged_lora_b(undone) == [0.0, 0.0]  # nothing reached the reference
     assert all(b > 0 for b in _merged_lora_b(plain))  # while a kept iteration's update did
     assert [r["guard/rolled_back"] for r in _iterations(plain)[1:]] == [0.0, 0.0]
+    assert _iterations(plain)[1]["guard/checks"] == checks
     rewarded = [sum(1 for s in _selections(undone) if s["iteration"] == i and s.get("reward_normalised") is not None)
                 for i in (1, 2)]
     assert [r["guard/penalised"] for r in records[1:]] == rewarded and min(rewarded) > 0
