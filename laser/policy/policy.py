@@ -261,14 +261,3 @@ class Policy(torch.nn.Module):
             self.load_adapter_state_dict(state)
             refresh(self.lora_layers())
         self.merged_adapters = [dict(s) for s in merged_adapters]
-
-
-
-def __getattr__(name: str):
-    """`load_policy` and `policy_folder` moved to laser/policy/loading.py; run configs saved before the move
-    name them here (`_target_: laser.policy.policy.load_policy`), and `resume=` rebuilds from those."""
-    if name in ("load_policy", "policy_folder"):
-        from laser.policy import loading
-
-        return getattr(loading, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

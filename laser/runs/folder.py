@@ -20,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from laser.config.moved import follow_moves
 from laser.config.preflight import check_memory, check_models
 from laser.config.remote_check import check_remote_arms
 from laser.errors import LaserConfigError
@@ -85,7 +86,7 @@ def _resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
     saved = Path(cfg.resume) / CONFIG_FILE
     if not saved.exists():
         raise LaserConfigError(nothing_to_resume(Path(cfg.resume)))
-    resumed = OmegaConf.load(saved)
+    resumed = follow_moves(OmegaConf.load(saved))  # a run saved before a class moved names its old path
     resumed.stop_after_iteration = cfg.get("stop_after_iteration")  # the only knob a resume may change
     check_models(resumed)
     resumed = check_memory(resumed)

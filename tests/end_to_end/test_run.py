@@ -183,3 +183,15 @@ def test_the_embedded_default_is_the_fair_miniature_and_runs(make_config, tmp_pa
     assert set(results["rm_selection_counts"]) == {"comparison_judge", "maximum_judge", "minimum_judge", "noise"}
     assert all(count >= 1 for count in results["rm_selection_counts"].values())
     assert results["skipped_steps"]["exploration_not_trained"] >= 4
+
+
+def test_a_run_saved_before_a_class_moved_resumes(make_config, tmp_path):
+    """Its config.yaml names `laser.policy.policy.load_policy` (before laser/policy/loading.py existed)."""
+    part = tmp_path / "part"
+    run(make_config(["laser.iterations=2", "stop_after_iteration=1"], output_dir=part), part)
+    saved = part / "config.yaml"
+    text = saved.read_text()
+    assert "_target_: laser.policy.loading.load_policy" in text
+    saved.write_text(text.replace("laser.policy.loading.load_policy", "laser.policy.policy.load_policy"))
+    resumed = run(make_config([f"resume={part}"], output_dir=part), part)
+    assert resumed["complete"] is True and len(resumed["iterations"]) == 3

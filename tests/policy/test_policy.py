@@ -300,16 +300,3 @@ def test_smollm2_policy_builds_from_its_wheel_and_answers(tmp_path):
     samples = policy.sample(policy.encode(["The capital of France is"]), 1, greedy=True)
     assert "paris" in samples.texts[0].lower()
 
-
-def test_run_configs_saved_before_the_loading_move_still_name_a_loader():
-    """Saved run configs say `_target_: laser.policy.policy.load_policy` (resume= rebuilds from them)."""
-    from hydra.utils import get_method
-
-    from laser.policy import loading
-
-    assert get_method("laser.policy.policy.load_policy") is loading.load_policy
-    assert get_method("laser.policy.policy.policy_folder") is loading.policy_folder
-    import laser.policy.policy
-
-    with pytest.raises(AttributeError, match="no attribute 'load_polcy'"):
-        laser.policy.policy.load_polcy  # noqa: B018

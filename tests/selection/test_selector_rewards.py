@@ -14,6 +14,7 @@ from conftest import CONF_DIR
 from omegaconf import OmegaConf
 
 from laser.config.instantiate import instantiate
+from laser.config.moved import follow_moves
 from laser.selection.normalisers.identity import IdentityNormaliser
 from laser.selection.normalisers.quantile import QuantileNormaliser
 from laser.selection.selector_reward.advantage import LossAdvantage, ridge_baseline
@@ -108,11 +109,11 @@ def build(name: str, make_config):
 @pytest.mark.parametrize("name", REWARDS)
 def test_a_run_saved_before_the_rename_still_builds_its_reward(name, make_config):
     """Run folders saved before `laser.selection.rewards` became `laser.selection.selector_reward` name the old
-    path in their config.yaml, which `resume=` instantiates: it must build the same class, with its knobs."""
+    path in their config.yaml, which `resume=` instantiates after `follow_moves`: the same class, with its knobs."""
     saved = OmegaConf.to_container(make_config([f"selector_reward={name}"]).selector_reward)
     assert saved["_target_"].startswith("laser.selection.selector_reward.")
     saved["_target_"] = saved["_target_"].replace(".selector_reward.", ".rewards.")
-    old, new = instantiate(saved), build(name, make_config)
+    old, new = instantiate(follow_moves(OmegaConf.create(saved))), build(name, make_config)
     assert type(old) is type(new) and vars(old).keys() == vars(new).keys()
     assert old.holdout_every == new.holdout_every and type(old.normaliser) is type(new.normaliser)
 
