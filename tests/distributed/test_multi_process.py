@@ -147,3 +147,16 @@ def test_micro_batches_under_several_processes_match_one_micro_batch(tmp_path_fa
     prepares DDP's reducer every time; FSDP2 reduce-scatters each), then one optimiser step, as one backward."""
     micro = run_in(tmp_path_factory, f"{trainer}-micro", trainer, extra=["laser.micro_batch_size=2"])
     assert_same_up_to_rounding(outcome(micro), outcome(ddp_run))
+
+
+@pytest.mark.slow
+def test_a_guarded_run_undoes_alike_on_every_rank_under_ddp_and_fsdp(tmp_path_factory):
+    """guard=dev_rollback under 2 processes: every rank measures the dev set, takes rank 0's verdict, restores
+    its (sharded) adapter and skips resting batches together; no collective is left unpaired (a hang would
+    time out), and the FSDP run's decisions and undos equal the DDP run's."""
+    guard = ["guard=dev_rollback", "guard.dev_per_category=8", "guard.check_every=2", "guard.max_drop=-1.0"]
+    runs = {trainer: run_in(tmp_path_factory, f"guard-{trainer}", trainer, extra=guard) for trainer in ("ddp", "fsdp")}
+    tallies = {trainer: [(r["guard/checks"], r["guard/rolled_back"]) for r in
+                         json.loads((folder / "iterations.json").read_text())[1:]] for trainer, folder in runs.items()}
+    assert tallies["ddp"] == tallies["fsdp"] == [(2.0, 2.0)] * 2  # a check after step 2 and at the end: both undone
+    assert outcome(runs["fsdp"])["arms"] == outcome(runs["ddp"])["arms"]
