@@ -6,6 +6,7 @@ payload (the contract in the README) `results_payload` assembles; `method_label`
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -131,8 +132,9 @@ def results_payload(seed: int, wall_seconds: float, config: dict, tracker: Itera
 def method_label(method_name: str | None, selector: Any) -> str:
     """The results-table row a run belongs to: `method_name` (the bandit choice by default; the
     selector's class name without one), with single-RM runs named by their RM (`single:<rm>`) since
-    `bandit=single` covers several rows."""
+    `bandit=single` covers several rows (a suffix after the choice, as in `single_0_guard`, is kept)."""
     label = str(method_name or type(selector).__name__)
-    if label.startswith("single") and hasattr(selector, "fixed_arm"):
-        return f"single:{selector.arm_names[selector.fixed_arm]}"
+    single = re.match(r"single(_\d+)?", label)
+    if single and hasattr(selector, "fixed_arm"):  # what follows the choice stays: single_0_guard -> single:<rm>_guard
+        return f"single:{selector.arm_names[selector.fixed_arm]}{label[single.end():]}"
     return label
